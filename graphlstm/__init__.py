@@ -1,0 +1,14 @@
+"""graphlstm: recurrent cells from four primitives, as papers draw and write them.
+
+The public API, in pipeline order: the language and the builder make a `Cell`; `grad`
+differentiates it, `unroll` unrolls it; `compile` makes standalone NumPy code; `render`
+and `latex` draw and write it.
+"""
+from .errors import SpecError
+from .builder import CellBuilder, Value
+from .cell import Cell
+from .lang import parse, load
+from . import zoo
+
+__all__ = ["SpecError", "CellBuilder", "Value", "Cell", "parse", "load", "zoo"]
+__version__ = "0.1.0"

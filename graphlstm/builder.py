@@ -1,0 +1,466 @@
+"""The Python builder: symbolic values with `@ * + -` overloaded, building a `Cell`.
+
+    b = gl.CellBuilder("rnn")
+    x, h = b.input("x", "n_in"), b.state("h", "n")
+    b.update(h, gl.tanh(b.param("W") @ gl.concat(x, h) + b.param("b")))
+    b.output(h.new)          # or b.output("h", value)
+    cell = b.build()
+
+Every operation unifies shapes as it is made (see `shapes.Unifier`), so a size conflict is
+reported at the operation that causes it. The `.cell` language is a thin front end that
+calls these same methods.
+"""
+from __future__ import annotations
+
+import ast
+from numbers import Real
+from typing import Sequence
+
+import sympy
+
+from . import ops
+from .errors import SpecError
+from .ir import Node, Op
+from .nonlin import BUILTINS, U, Nonlinearity, affine, formula_from_ast, stabilise
+from .shapes import Unifier, show, size_symbol
+
+Position = tuple[int, int] | None
+
+
+class Value:
+    """A symbolic value of a cell under construction; combine with `@ * + -`."""
+
+    __array_priority__ = 1000   # so numpy scalars defer to our operators
+
+    def __init__(self, builder: "CellBuilder", node: Node) -> None:
+        self.builder, self.node = builder, node
+
+    # -- the primitives -----------------------------------------------------------------
+    def __matmul__(self, other: "Value") -> "Value":
+        return self.builder._matmul(self, other)
+
+    def __mul__(self, other) -> "Value":
+        return self.builder._mul(self, other)
+
+    __rmul__ = __mul__
+
+    def __add__(self, other) -> "Value":
+        return self.builder._add(self, other)
+
+    __radd__ = __add__
+
+    def __sub__(self, other) -> "Value":
+        return self.builder._add(self, -other if isinstance(other, Real) else -_value(self.builder, other))
+
+    def __rsub__(self, other) -> "Value":
+        return self.builder._add(-self, other)
+
+    def __neg__(self) -> "Value":
+        return self.builder._affine(-U, self)
+
+    def __pos__(self) -> "Value":
+        return self
+
+    def __truediv__(self, other) -> "Value":
+        if not isinstance(other, Real) or isinstance(other, bool):
+            raise SpecError("division is only by a constant (an elementwise gate is `*`)")
+        if other == 0:
+            raise SpecError("division by zero")
+        return self.builder._affine(U / sympy.nsimplify(other), self)
+
+    # -- information ---------------------------------------------------------------------
+    @property
+    def shape(self) -> tuple:
+        return tuple(self.builder.unifier.resolve(d) for d in self.builder._shapes[self.node])
+
+    @property
+    def new(self) -> "Value":
+        """For a state: its update `s'` (once defined)."""
+        return self.builder.new_state(self)
+
+    def __repr__(self) -> str:
+        return f"Value({self.node!r}, shape={show(self.shape)})"
+
+    def __bool__(self):
+        raise TypeError("a symbolic value has no truth value")
+
+
+def _value(builder: "CellBuilder", x) -> Value:
+    if isinstance(x, Value):
+        if x.builder is not builder:
+            raise SpecError("values from two different builders cannot be combined")
+        return x
+    raise SpecError(f"expected a vector expression, got {type(x).__name__} {x!r}")
+
+
+def _number(x) -> bool:
+    return isinstance(x, Real) and not isinstance(x, bool)
+
+
+class CellBuilder:
+    """Collects declarations and equations, checks them, and builds a `Cell`."""
+
+    def __init__(self, name: str = "cell") -> None:
+        self.name = name
+        self.unifier = Unifier()
+        self.position: Position = None       # where the current statement is (set by the parser)
+        self._shapes: dict[Node, tuple] = {}
+        self._sizes: list[str] = []
+        self._inputs: dict[str, Node] = {}
+        self._states: dict[str, Node] = {}
+        self._state_pos: dict[str, Position] = {}
+        self._params: dict[str, Node] = {}
+        self._param_kind: dict[str, str] = {}
+        self._param_pos: dict[str, Position] = {}
+        self._declared: set[str] = set()
+        self._named: dict[str, Node] = {}
+        self._equations: list[tuple[str, Node]] = []
+        self._updates: dict[str, Node] = {}
+        self._outputs: list[tuple[str, Node]] = []
+        self._labels: dict[Node, str] = {}
+        self._pending: list[Node] = []
+        self._positions: dict[str, Position] = {}
+        self.nonlinearities: dict[str, Nonlinearity] = dict(BUILTINS)
+        self._custom: list[str] = []
+
+    # -- declarations ---------------------------------------------------------------------
+    def size(self, spec) -> sympy.Expr:
+        """A size from an int, a symbol name, a sum such as "n_in + n", or a SymPy expr."""
+        if isinstance(spec, sympy.Expr):
+            expr = spec
+        elif isinstance(spec, int) and not isinstance(spec, bool):
+            expr = sympy.Integer(spec)
+        elif isinstance(spec, str):
+            try:
+                tree = ast.parse(spec.strip(), mode="eval").body
+            except SyntaxError:
+                raise SpecError(f"bad size {spec!r}: write a symbol, an integer or a sum") from None
+            expr = self.size_from_ast(tree)
+        else:
+            raise SpecError(f"bad size {spec!r}: write a symbol, an integer or a sum")
+        for sym in sorted(expr.free_symbols, key=str):
+            if str(sym) not in self._sizes:
+                self._sizes.append(str(sym))
+        if expr.is_Integer and expr <= 0:
+            raise SpecError(f"a size must be positive, got {expr}")
+        return expr
+
+    def size_from_ast(self, node: ast.AST) -> sympy.Expr:
+        """A size written as `n`, `3` or a sum of them, from its ast."""
+        if isinstance(node, ast.Name):
+            if node.id.startswith("_") or not node.id.isidentifier():
+                raise _located(SpecError(f"bad size name '{node.id}'"), node)
+            return size_symbol(node.id)
+        if isinstance(node, ast.Constant) and type(node.value) is int:
+            if node.value <= 0:
+                raise _located(SpecError(f"a size must be positive, got {node.value}"), node)
+            return sympy.Integer(node.value)
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+            return self.size_from_ast(node.left) + self.size_from_ast(node.right)
+        raise _located(SpecError("a size is a symbol, a positive integer or a sum of them"), node)
+
+    def input(self, name: str, size) -> Value:
+        """Declare a per-step input vector `name[size]`."""
+        return self._leaf(Op.INPUT, name, (self.size(size),), self._inputs)
+
+    def state(self, name: str, size) -> Value:
+        """Declare a recurrent state `name[size]`; give it one update with `update`."""
+        value = self._leaf(Op.STATE, name, (self.size(size),), self._states)
+        self._state_pos[name] = self.position
+        return value
+
+    def param(self, name: str, shape: Sequence | None = None) -> Value:
+        """A parameter; with `shape` its shape is fixed, otherwise inferred from its uses."""
+        self._check_name(name)
+        if name in self._params:
+            if shape is not None:
+                raise SpecError(f"parameter '{name}' is declared twice")
+            return Value(self, self._params[name])
+        if name in self._named or name in self.nonlinearities:
+            raise SpecError(f"'{name}' is already defined; it cannot be a parameter")
+        node = ops.leaf(Op.PARAM, name)
+        self._params[name] = node
+        self._param_pos[name] = self.position
+        if shape is not None:
+            dims = tuple(self.size(d) for d in shape)
+            if len(dims) not in (1, 2):
+                raise SpecError(f"parameter '{name}' must be a vector [n] or a matrix [out, in]")
+            self._shapes[node] = dims
+            self._param_kind[name] = "matrix" if len(dims) == 2 else "vector"
+            self._declared.add(name)
+        return Value(self, node)
+
+    def nonlinearity(self, name: str, formula, var: str = "u"):
+        """Declare a custom elementwise nonlinearity from a formula in one variable.
+
+        `formula` is a SymPy expression in `sympy.Symbol(var)`, or an `ast` expression
+        (the language passes the parsed body). Returns a function applying it to values.
+        """
+        self._check_name(name)
+        if name in self.nonlinearities and name not in BUILTINS:
+            raise SpecError(f"nonlinearity '{name}' is declared twice")
+        if name in BUILTINS:
+            raise SpecError(f"'{name}' is a built-in nonlinearity; choose another name")
+        if name in self._named or name in self._params:
+            raise SpecError(f"'{name}' is already defined")
+        if isinstance(formula, ast.AST):
+            expr = formula_from_ast(formula, var, self.nonlinearities)
+        else:
+            expr = self._formula_from_sympy(sympy.sympify(formula), var)
+        fn = Nonlinearity(name, expr)
+        self.nonlinearities[name] = fn
+        self._custom.append(name)
+        return lambda v: self.apply(name, v)
+
+    def _formula_from_sympy(self, expr: sympy.Expr, var: str) -> sympy.Expr:
+        free = expr.free_symbols
+        if len(free) > 1 or (free and str(next(iter(free))) != var):
+            raise SpecError(f"a nonlinearity is elementwise in one variable ({var}); "
+                            f"got {', '.join(sorted(map(str, free)))}")
+        return stabilise(expr.xreplace({s: U for s in free}))
+
+    # -- equations ------------------------------------------------------------------------
+    def let(self, name: str, value: Value) -> Value:
+        """An intermediate equation `name = value`."""
+        self._check_name(name)
+        if name in self._named or name in self._params or name in self.nonlinearities:
+            raise SpecError(f"'{name}' is assigned twice (or shadows a declared name)")
+        value = _value(self, value)
+        self._finish_equation(name, value.node)
+        self._named[name] = value.node
+        return value
+
+    def update(self, state, value: Value) -> Value:
+        """The state update `s' = value`."""
+        name = state if isinstance(state, str) else state.node.arg
+        if name not in self._states:
+            raise SpecError(f"'{name}' is not a state; only states take a prime")
+        if name in self._updates:
+            raise SpecError(f"state '{name}' is updated twice")
+        value = _value(self, value)
+        self._equate_shapes(self._shapes[self._states[name]], value.shape,
+                            f"the update of state '{name}'")
+        self._finish_equation(name + "'", value.node)
+        self._updates[name] = value.node
+        return value
+
+    def new_state(self, state) -> Value:
+        name = state if isinstance(state, str) else state.node.arg
+        if name not in self._states:
+            raise SpecError(f"'{name}' is not a state; only states take a prime")
+        if name not in self._updates:
+            raise SpecError(f"{name}' is used before it is defined")
+        return Value(self, self._updates[name])
+
+    def output(self, name, value: Value | None = None) -> None:
+        """Emit a value at each step: `output("y", expr)` defines and emits `y`;
+        `output(value)` emits a named value (a state update `h'` is emitted as `h`)."""
+        if value is None:
+            value = _value(self, name)
+            self.emit(self._name_of(value), value)
+            return
+        self._check_name(name)
+        value = _value(self, value)
+        if name in self._named or name in self._params:
+            raise SpecError(f"'{name}' is assigned twice")
+        self._finish_equation(name, value.node)
+        self._named[name] = value.node
+        self.emit(name, value)
+
+    def emit(self, name: str, value: Value) -> None:
+        """Emit an already defined value as the output `name`."""
+        if any(n == name for n, _ in self._outputs):
+            raise SpecError(f"output '{name}' is given twice")
+        self._outputs.append((name, _value(self, value).node))
+
+    def _name_of(self, value: Value) -> str:
+        node = value.node
+        if node.op in (Op.INPUT, Op.STATE):
+            return node.arg
+        for state, upd in self._updates.items():
+            if upd is node:
+                return state
+        for name, named in self._named.items():
+            if named is node:
+                return name
+        raise SpecError("an output must be named: use output(name, value)")
+
+    def lookup(self, name: str) -> Value | None:
+        """The value a name stands for in an equation (None: not defined yet)."""
+        for table in (self._named, self._inputs, self._states, self._params):
+            if name in table:
+                return Value(self, table[name])
+        return None
+
+    def apply(self, fn_name: str, value) -> Value:
+        """Apply a nonlinearity (built-in or declared) elementwise."""
+        if fn_name not in self.nonlinearities:
+            raise SpecError(f"unknown nonlinearity '{fn_name}' (known: "
+                            f"{', '.join(self.nonlinearities)})")
+        value = self._vector(_value(self, value))
+        return self._wrap(ops.nonlin(self.nonlinearities[fn_name], value.node), value.shape)
+
+    def concat(self, *values: Value) -> Value:
+        """Stack vectors: `[a, b, ...]`."""
+        if not values:
+            raise SpecError("an empty concat [] has no size")
+        vals = [self._vector(_value(self, v)) for v in values]
+        for v in vals[1:]:
+            self._check_same_rank(vals[0].shape, v.shape, "a concat")
+            for d0, d in zip(vals[0].shape[1:], v.shape[1:]):
+                self.unifier.equate(d0, d, "a concat")
+        total = sympy.expand(sum((v.shape[0] for v in vals), sympy.Integer(0)))
+        return self._wrap(ops.concat([v.node for v in vals]), (total,) + vals[0].shape[1:])
+
+    # -- the operators (called from Value) -----------------------------------------------
+    def _matmul(self, left, right) -> Value:
+        left = _value(self, left)
+        if left.node.op is not Op.PARAM:
+            raise SpecError("the left side of @ must be a parameter matrix")
+        right = self._vector(_value(self, right))
+        rows, cols = self._as_matrix(left.node)
+        self.unifier.equate(cols, right.shape[0], f"{left.node.arg} @ ...: the columns of "
+                                                   f"{left.node.arg} and the vector's size")
+        return self._wrap(ops.matmul(left.node, right.node), (rows,) + right.shape[1:])
+
+    def _mul(self, a, b) -> Value:
+        if _number(b):
+            return self._affine(sympy.nsimplify(b) * U, a)
+        if _number(a):
+            return self._affine(sympy.nsimplify(a) * U, b)
+        a, b = self._vector(_value(self, a)), self._vector(_value(self, b))
+        self._equate_shapes(a.shape, b.shape, "a gate (elementwise product)")
+        return self._wrap(ops.gate(a.node, b.node), a.shape)
+
+    def _add(self, a, b) -> Value:
+        if _number(b):
+            return self._affine(U + sympy.nsimplify(b), a)
+        if _number(a):
+            return self._affine(U + sympy.nsimplify(a), b)
+        a, b = self._vector(_value(self, a)), self._vector(_value(self, b))
+        self._equate_shapes(a.shape, b.shape, "a sum")
+        return self._wrap(ops.add(a.node, b.node), a.shape)
+
+    def _affine(self, expr: sympy.Expr, value) -> Value:
+        value = self._vector(_value(self, value))
+        return self._wrap(ops.nonlin(affine(expr), value.node), value.shape)
+
+    # -- shapes ---------------------------------------------------------------------------
+    def _wrap(self, node: Node, shape: tuple) -> Value:
+        if node not in self._shapes:
+            self._shapes[node] = tuple(shape)
+            if node not in self._labels:
+                self._pending.append(node)
+        return Value(self, node)
+
+    def _vector(self, value: Value) -> Value:
+        """Use a value as a vector (a parameter used so becomes a vector parameter)."""
+        node = value.node
+        if node.op is Op.PARAM:
+            kind = self._param_kind.setdefault(node.arg, "vector")
+            if kind != "vector":
+                raise SpecError(f"parameter '{node.arg}' is a matrix; it can only be used "
+                                f"left of @")
+            if node not in self._shapes:
+                self._shapes[node] = (self.unifier.fresh(node.arg),)
+        return value
+
+    def _as_matrix(self, node: Node) -> tuple:
+        kind = self._param_kind.setdefault(node.arg, "matrix")
+        if kind != "matrix":
+            raise SpecError(f"parameter '{node.arg}' is used as a vector elsewhere; "
+                            f"a matrix parameter can only be used left of @")
+        if node not in self._shapes:
+            self._shapes[node] = (self.unifier.fresh(node.arg), self.unifier.fresh(node.arg))
+        return self._shapes[node]
+
+    def _equate_shapes(self, a: tuple, b: tuple, what: str) -> None:
+        self._check_same_rank(a, b, what)
+        for da, db in zip(a, b):
+            self.unifier.equate(da, db, what)
+
+    @staticmethod
+    def _check_same_rank(a: tuple, b: tuple, what: str) -> None:
+        if len(a) != len(b):
+            raise SpecError(f"rank mismatch in {what}: {show(a)} vs {show(b)}")
+
+    # -- bookkeeping ----------------------------------------------------------------------
+    def _leaf(self, op: Op, name: str, shape: tuple, table: dict) -> Value:
+        self._check_name(name)
+        if name in self._inputs or name in self._states or name in self._params \
+                or name in self._named or name in self.nonlinearities:
+            raise SpecError(f"'{name}' is declared twice")
+        node = ops.leaf(op, name)
+        table[name] = node
+        self._shapes[node] = shape
+        return Value(self, node)
+
+    def _finish_equation(self, name: str, node: Node) -> None:
+        for pending in self._pending:
+            self._labels.setdefault(pending, name)
+        self._pending.clear()
+        self._labels.setdefault(node, name)
+        self._equations.append((name, node))
+        self._positions[name] = self.position
+
+    def _check_name(self, name: str) -> None:
+        if not isinstance(name, str) or not name.isidentifier() or not name.isascii():
+            raise SpecError(f"bad name {name!r}: names are ASCII identifiers")
+        if name.startswith("__"):
+            raise SpecError(f"bad name {name!r}: names may not start with '__'")
+
+    # -- the result -----------------------------------------------------------------------
+    def build(self, source: str | None = None) -> "Cell":
+        """Check completeness (every state updated, every shape known) and make the Cell."""
+        from .cell import Cell
+        from .ir import Function
+        if not self._states and not self._outputs:
+            raise SpecError("a cell needs at least one state or output")
+        for name in self._states:
+            if name not in self._updates:
+                raise _at(SpecError(f"state '{name}' has no update {name}' = ..."),
+                          self._state_pos.get(name))
+        if not self._outputs:
+            raise SpecError("a cell needs at least one output (e.g. `output h'`)")
+        results = tuple(self._outputs) + tuple((s + "'", n) for s, n in self._updates.items())
+        shapes = self._final_shapes([n for _, n in results])
+        leaves = tuple(self._inputs.values()) + tuple(self._states.values()) + tuple(
+            p for p in self._params.values() if p in shapes)
+        step = Function(
+            name=self.name, leaves=leaves, results=results, shapes=shapes,
+            labels=dict(self._labels), equations=tuple(self._equations),
+            sizes=tuple(self._sizes), kind="cell",
+            meta={"custom": tuple(self.nonlinearities[c] for c in self._custom)})
+        return Cell(step, source=source)
+
+    def _final_shapes(self, roots: list[Node]) -> dict[Node, tuple]:
+        from .ir import toposort
+        shapes: dict[Node, tuple] = {}
+        for name, node in self._params.items():
+            if node not in self._shapes:
+                raise _at(SpecError(f"parameter '{name}' is never used"), self._param_pos[name])
+        for node in list(self._params.values()) + toposort(roots):
+            if node in shapes:
+                continue
+            shape = tuple(self.unifier.resolve(d) for d in self._shapes[node])
+            if node.op is Op.PARAM and self.unifier.unresolved(shape):
+                raise _at(self._uninferable(node.arg, shape), self._param_pos[node.arg])
+            shapes[node] = shape
+        return shapes
+
+    def _uninferable(self, name: str, shape: tuple) -> SpecError:
+        kind = "matrix" if len(shape) == 2 else "vector"
+        shown = ", ".join("?" if self.unifier.unresolved((d,)) else show(d) for d in shape)
+        hint = ", ".join(f"n_{name.lower()}" if self.unifier.unresolved((d,)) else show(d) for d in shape)
+        return SpecError(f"cannot infer the shape of parameter '{name}' (a {kind} [{shown}]); "
+                         f"declare it with a param line, e.g. `param {name}[{hint}]`")
+
+
+def _at(error: SpecError, position: Position) -> SpecError:
+    return error if position is None else SpecError(error.message, *position)
+
+
+def _located(error: SpecError, node: ast.AST) -> SpecError:
+    """Attach an ast node's position (the parser turns it into line and column)."""
+    error.node = node
+    return error

@@ -1,0 +1,278 @@
+"""The primitives, one entry each: shape rule, reference NumPy evaluation, NumPy code
+template and vector-Jacobian rule, side by side.
+
+Arrays are laid out with the batch first when a value is batched (`[B, n]`) and without
+it otherwise (`[n]`); a matrix parameter is `[out, in]` as in `nn.Linear`, so a batch
+computes `v @ W.T`. Axes in node arguments count within one example, so code uses
+negative axes, which mean the same with or without the batch axis.
+
+Constructors (`concat`, `matmul`, `gate`, `add`, `nonlin`, ...) are the only way nodes
+are built; they fold constants into affine maps and flatten sums, so that the graph is
+canonical. VJP rules return one cotangent per operand (None: no dependence); `autodiff`
+checks the count and fixes batch axes in one place.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+import sympy
+
+from .ir import Node, Op, Shape
+from .nonlin import U, Nonlinearity, affine, derivative, numpy_function
+
+# ---------------------------------------------------------------------------------------
+# Constructors
+
+
+def leaf(op: Op, name: str) -> Node:
+    return Node.make(op, (), name)
+
+
+def zeros(shape: Shape, batched: bool) -> Node:
+    return Node.make(Op.ZEROS, (), (tuple(shape), batched))
+
+
+def concat(parts: Sequence[Node], axis: int = 0) -> Node:
+    """Stack along an axis; unbatched parts are broadcast when any part is batched."""
+    if len(parts) == 1:
+        return parts[0]
+    if any(p.batched for p in parts):
+        parts = [p if p.batched else bcast(p) for p in parts]
+    return Node.make(Op.CONCAT, parts, axis)
+
+
+def slice_(node: Node, axis: int, lo, hi) -> Node:
+    return Node.make(Op.SLICE, (node,), (axis, sympy.sympify(lo), sympy.sympify(hi)))
+
+
+def matmul(matrix: Node, vector: Node, transpose: bool = False) -> Node:
+    return Node.make(Op.MATMUL, (matrix, vector), transpose)
+
+
+def outer(a: Node, b: Node) -> Node:
+    """Σ over the batch of a ⊗ b (a plain outer product when neither is batched)."""
+    if a.batched != b.batched:
+        a, b = (a if a.batched else bcast(a)), (b if b.batched else bcast(b))
+    return Node.make(Op.OUTER, (a, b))
+
+
+def gate(a: Node, b: Node) -> Node:
+    return Node.make(Op.GATE, (a, b))
+
+
+def add(*terms: Node) -> Node:
+    """Pointwise sum; nested sums are flattened so `a + b + c` is one node."""
+    flat: list[Node] = []
+    for term in terms:
+        flat.extend(term.src if term.op is Op.SUM else (term,))
+    return flat[0] if len(flat) == 1 else Node.make(Op.SUM, flat)
+
+
+def nonlin(fn: Nonlinearity, x: Node) -> Node:
+    """Apply an elementwise map; affine maps of affine maps fold into one."""
+    if fn.is_identity and not fn.name:
+        return x
+    if not fn.name and x.op is Op.NONLIN and not x.arg.name:
+        return nonlin(affine(fn(x.arg.expr)), x.src[0])
+    return Node.make(Op.NONLIN, (x,), fn)
+
+
+def scale(c, x: Node) -> Node:
+    return nonlin(affine(sympy.sympify(c) * U), x)
+
+
+def bsum(x: Node) -> Node:
+    return Node.make(Op.BSUM, (x,))
+
+
+def bcast(x: Node) -> Node:
+    return Node.make(Op.BCAST, (x,))
+
+
+# ---------------------------------------------------------------------------------------
+# Shape rules (for typed graphs; the builder unifies shapes itself)
+
+
+def _shape_concat(node, shapes):
+    axis = node.arg
+    total = sum((s[axis] for s in shapes), sympy.Integer(0))
+    first = shapes[0]
+    return first[:axis] + (total,) + first[axis + 1:]
+
+
+def _shape_slice(node, shapes):
+    axis, lo, hi = node.arg
+    s = shapes[0]
+    return s[:axis] + (sympy.expand(hi - lo),) + s[axis + 1:]
+
+
+def _shape_matmul(node, shapes):
+    matrix, vector = shapes
+    return ((matrix[1] if node.arg else matrix[0]),) + tuple(vector[1:])
+
+
+def _shape_gate(node, shapes):
+    return max(shapes, key=len)
+
+
+SHAPE_RULES: dict[Op, Callable[[Node, list[Shape]], Shape]] = {
+    Op.ZEROS: lambda node, shapes: node.arg[0],
+    Op.CONCAT: _shape_concat,
+    Op.SLICE: _shape_slice,
+    Op.MATMUL: _shape_matmul,
+    Op.OUTER: lambda node, shapes: (shapes[0][0], shapes[1][0]),
+    Op.NONLIN: lambda node, shapes: shapes[0],
+    Op.GATE: _shape_gate,
+    Op.SUM: _shape_gate,
+    Op.BSUM: lambda node, shapes: shapes[0],
+    Op.BCAST: lambda node, shapes: shapes[0],
+}
+
+
+def infer_shapes(roots: Sequence[Node], shapes: dict[Node, Shape]) -> dict[Node, Shape]:
+    """Fill in the shape of every node reachable from `roots` (leaves must be known)."""
+    from .ir import toposort
+    for node in toposort(roots):
+        if node not in shapes:
+            shapes[node] = tuple(SHAPE_RULES[node.op](node, [shapes[s] for s in node.src]))
+    return shapes
+
+
+# ---------------------------------------------------------------------------------------
+# Reference evaluation: plain NumPy, written independently of the code templates
+
+
+def _index(axis: int, rank: int, lo: int, hi: int) -> tuple:
+    return (Ellipsis, slice(lo, hi)) + (slice(None),) * (rank - 1 - axis)
+
+
+_FN_CACHE: dict[Nonlinearity, Callable] = {}
+
+
+def _apply(fn: Nonlinearity, x: np.ndarray) -> np.ndarray:
+    if fn not in _FN_CACHE:
+        _FN_CACHE[fn] = numpy_function(fn)
+    out = _FN_CACHE[fn](x)
+    return np.broadcast_to(np.asarray(out, dtype=x.dtype), x.shape).copy()
+
+
+def evaluate(node: Node, args: list[np.ndarray], ctx: "EvalContext") -> np.ndarray:
+    """The value of one node from its operands' values (the reference interpreter)."""
+    op = node.op
+    if op is Op.ZEROS:
+        shape = ctx.concrete(node.arg[0])
+        return np.zeros(((ctx.batch,) if node.arg[1] else ()) + shape, ctx.dtype)
+    if op is Op.CONCAT:
+        return np.concatenate(args, axis=node.arg - len(ctx.shape(node)))
+    if op is Op.SLICE:
+        axis, lo, hi = node.arg
+        rank = len(ctx.shape(node))
+        return args[0][_index(axis, rank, ctx.size(lo), ctx.size(hi))]
+    if op is Op.MATMUL:
+        matrix, vector = args
+        return np.einsum("oi,...i->...o" if not node.arg else "io,...i->...o", matrix, vector)
+    if op is Op.OUTER:
+        a, b = args
+        return np.einsum("za,zb->ab" if node.src[0].batched else "a,b->ab", a, b)
+    if op is Op.NONLIN:
+        return _apply(node.arg, args[0])
+    if op is Op.GATE:
+        return args[0] * args[1]
+    if op is Op.SUM:
+        total = args[0]
+        for a in args[1:]:
+            total = total + a
+        return total
+    if op is Op.BSUM:
+        return args[0].sum(axis=0)
+    if op is Op.BCAST:
+        return np.broadcast_to(args[0], (ctx.batch,) + args[0].shape).copy()
+    raise NotImplementedError(f"no evaluation rule for {op}")
+
+
+@dataclass
+class EvalContext:
+    """What evaluation needs besides operand values: sizes, batch, dtype, shapes."""
+
+    sizes: dict[str, int]
+    batch: int
+    dtype: np.dtype
+    shapes: dict
+
+    def shape(self, node: Node) -> Shape:
+        return self.shapes[node]
+
+    def size(self, dim) -> int:
+        from .ir import concrete_shape
+        return concrete_shape((dim,), self.sizes)[0]
+
+    def concrete(self, shape: Shape) -> tuple[int, ...]:
+        from .ir import concrete_shape
+        return concrete_shape(shape, self.sizes)
+
+
+# ---------------------------------------------------------------------------------------
+# Vector-Jacobian rules: one per primitive; each returns one cotangent per operand
+
+
+def _vjp_concat(node, g, shape):
+    axis, offset, out = node.arg, sympy.Integer(0), []
+    for part in node.src:
+        width = shape(part)[axis]
+        out.append(slice_(g, axis, offset, sympy.expand(offset + width)))
+        offset = sympy.expand(offset + width)
+    return tuple(out)
+
+
+def _vjp_slice(node, g, shape):
+    axis, lo, hi = node.arg
+    full = shape(node.src[0])
+    pieces = []
+    for width in (lo, None, sympy.expand(full[axis] - hi)):
+        if width is None:
+            pieces.append(g)
+        elif width != 0:
+            pieces.append(zeros(full[:axis] + (width,) + full[axis + 1:], g.batched))
+    return (concat(pieces, axis),)
+
+
+def _vjp_matmul(node, g, shape):
+    matrix, vector = node.src
+    if node.arg:   # y = Wᵀ v
+        return outer(vector, g), matmul(matrix, g)
+    return outer(g, vector), matmul(matrix, g, transpose=True)
+
+
+def _vjp_outer(node, g, shape):
+    a, b = node.src
+    return matmul(g, b), matmul(g, a, transpose=True)
+
+
+def _vjp_nonlin(node, g, shape):
+    grad, reads_output = derivative(node.arg)
+    if grad.expr == 0:
+        return (None,)
+    if not grad.expr.free_symbols:
+        return (scale(grad.expr, g),)
+    local = nonlin(grad, node if reads_output else node.src[0])
+    return (gate(g, local),)
+
+
+def _vjp_gate(node, g, shape):
+    a, b = node.src
+    return gate(g, b), gate(g, a)
+
+
+VJP_RULES: dict[Op, Callable[[Node, Node, Callable[[Node], Shape]], tuple]] = {
+    Op.CONCAT: _vjp_concat,
+    Op.SLICE: _vjp_slice,
+    Op.MATMUL: _vjp_matmul,
+    Op.OUTER: _vjp_outer,
+    Op.NONLIN: _vjp_nonlin,
+    Op.GATE: _vjp_gate,
+    Op.SUM: lambda node, g, shape: (g,) * len(node.src),
+    Op.BSUM: lambda node, g, shape: (bcast(g),),
+    Op.BCAST: lambda node, g, shape: (bsum(g),),
+}

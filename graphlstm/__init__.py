@@ -9,6 +9,10 @@ from .builder import CellBuilder, Value
 from .cell import Cell
 from .lang import parse, load
 from . import zoo
+from .autodiff import grad
+from .codegen import Program, compile
 
-__all__ = ["SpecError", "CellBuilder", "Value", "Cell", "parse", "load", "zoo"]
+
+__all__ = ["SpecError", "CellBuilder", "Value", "Cell", "parse", "load", "zoo", "grad",
+           "compile", "Program"]
 __version__ = "0.1.0"

@@ -439,7 +439,8 @@ class CellBuilder:
         for name, node in self._params.items():
             if node not in self._shapes:
                 raise _at(SpecError(f"parameter '{name}' is never used"), self._param_pos[name])
-        for node in list(self._params.values()) + toposort(roots):
+        leaves = list(self._inputs.values()) + list(self._states.values()) + list(self._params.values())
+        for node in leaves + toposort(roots):
             if node in shapes:
                 continue
             shape = tuple(self.unifier.resolve(d) for d in self._shapes[node])

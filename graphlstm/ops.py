@@ -214,6 +214,97 @@ class EvalContext:
 
 
 # ---------------------------------------------------------------------------------------
+# NumPy code templates: operands arrive as (text, precedence); each returns the same.
+# `ctx.lead` is the number of leading axes (0: a parameter, 1: [B, ...] in the time loop,
+# 2: [T, B, ...] when a pass computes all steps at once).
+
+from .codegen.printer import ADD, ATOM, MUL, UNARY, print_nonlinearity  # noqa: E402
+
+
+def _p(operand: tuple[str, int], min_prec: int) -> str:
+    text, prec = operand
+    return text if prec >= min_prec else f"({text})"
+
+
+def _axis(node: Node, ctx, axis: int) -> int:
+    return axis - len(ctx.shape(node))
+
+
+def _code_concat(node, args, ctx):
+    parts = ", ".join(text for text, _ in args)
+    return f"np.concatenate(({parts}), axis={_axis(node, ctx, node.arg)})", ATOM
+
+
+def _code_slice(node, args, ctx):
+    axis, lo, hi = node.arg
+    rank = len(ctx.shape(node))
+    lo_text = "" if lo == 0 else ctx.dim(lo)
+    index = ["...", f"{lo_text}:{ctx.dim(hi)}"] + [":"] * (rank - 1 - axis)
+    return f"{_p(args[0], ATOM)}[{', '.join(index)}]", ATOM
+
+
+def _code_matmul(node, args, ctx):
+    matrix, vector = args
+    right = _p(matrix, ATOM) if node.arg else f"{_p(matrix, ATOM)}.T"
+    return f"{_p(vector, MUL)} @ {right}", MUL
+
+
+def _code_outer(node, args, ctx):
+    a, b = args
+    if not node.src[0].batched:
+        return f"np.outer({a[0]}, {b[0]})", ATOM
+    if ctx.lead(node.src[0]) == 1:
+        return f"{_p(a, ATOM)}.T @ {_p(b, ATOM)}", MUL
+    ctx.helpers.add("_flat")
+    return f"_flat({a[0]}).T @ _flat({b[0]})", MUL
+
+
+def _code_nonlin(node, args, ctx):
+    return print_nonlinearity(ctx.printer, node.arg, *args[0])
+
+
+def _code_sum(node, args, ctx):
+    out = _p(args[0], ADD)
+    for operand, (text, prec) in zip(node.src[1:], args[1:]):
+        negated = operand.op is Op.NONLIN and not operand.arg.name and operand.arg.expr == -U
+        if negated and text.startswith("-") and prec == UNARY:
+            out += f" - {text[1:]}"
+        else:
+            out += f" + {_p((text, prec), ADD + 1)}"
+    return out, ADD
+
+
+def _code_bsum(node, args, ctx):
+    lead = ctx.lead(node.src[0])
+    axes = "0" if lead == 1 else "(" + ", ".join(map(str, range(lead))) + ")"
+    return f"{_p(args[0], ATOM)}.sum(axis={axes})", ATOM
+
+
+def _code_bcast(node, args, ctx):
+    return f"np.broadcast_to({args[0][0]}, {ctx.lead_shape(node)} + {_p(args[0], ATOM)}.shape)", ATOM
+
+
+def _code_zeros(node, args, ctx):
+    shape, batched = node.arg
+    dims = ([*ctx.lead_dims(node)] if batched else []) + [ctx.dim(d) for d in shape]
+    return f"np.zeros(({', '.join(dims)}{',' if len(dims) == 1 else ''}), dtype)", ATOM
+
+
+CODE: dict[Op, Callable] = {
+    Op.ZEROS: _code_zeros,
+    Op.CONCAT: _code_concat,
+    Op.SLICE: _code_slice,
+    Op.MATMUL: _code_matmul,
+    Op.OUTER: _code_outer,
+    Op.NONLIN: _code_nonlin,
+    Op.GATE: lambda node, args, ctx: (f"{_p(args[0], MUL)} * {_p(args[1], MUL + 1)}", MUL),
+    Op.SUM: _code_sum,
+    Op.BSUM: _code_bsum,
+    Op.BCAST: _code_bcast,
+}
+
+
+# ---------------------------------------------------------------------------------------
 # Vector-Jacobian rules: one per primitive; each returns one cotangent per operand
 
 

@@ -1,0 +1,76 @@
+"""Code generation: cells -> standalone NumPy modules (see `program.py`)."""
+from __future__ import annotations
+
+import builtins
+import hashlib
+import linecache
+import types
+import weakref
+from pathlib import Path
+
+from .program import ModuleWriter
+
+_CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_BY_SOURCE: dict[tuple, "Program"] = {}
+
+
+class Program:
+    """A compiled cell: `forward`, `backward`, the module `source`, and `save`.
+
+    The source imports NumPy only; `save` writes it as a module that runs without
+    graphlstm. It is registered with `linecache`, so tracebacks, `inspect.getsource`
+    and pdb show the generated lines.
+    """
+
+    def __init__(self, cell, source: str, optimize: bool) -> None:
+        self.cell, self.source, self.optimize = cell, source, optimize
+        digest = hashlib.sha1(source.encode()).hexdigest()[:12]
+        self.filename = f"<graphlstm {cell.name} {digest}>"
+        linecache.cache[self.filename] = (len(source), None, source.splitlines(True), self.filename)
+        self.module = types.ModuleType(f"graphlstm_generated_{cell.name}")
+        self.module.__file__ = self.filename
+        code = builtins.compile(source, self.filename, "exec")
+        exec(code, self.module.__dict__)  # our own generated code, never user text
+
+    def forward(self, params, xs, state0=None):
+        """`(ys, state_T)`: the cell run over `xs` ([T, B, size] per input)."""
+        return self.module.forward(params, xs, state0)
+
+    def backward(self, params, xs, state0, dys, dstate_T=None):
+        """The gradients (every parameter, input and initial state) of
+        `sum(ys * dys) + sum(state_T * dstate_T)`: backprop through time."""
+        return self.module.backward(params, xs, state0, dys, dstate_T)
+
+    def save(self, path) -> Path:
+        """Write the standalone module to `path` (importable without graphlstm)."""
+        path = Path(path)
+        path.write_text(self.source, encoding="utf-8")
+        return path
+
+    def __repr__(self) -> str:
+        kind = "optimised" if self.optimize else "plain"
+        return f"<Program {self.cell.name} ({kind}), {len(self.source.splitlines())} lines>"
+
+
+def compile(cell, optimize: bool = True, backend: str = "numpy") -> Program:
+    """Generate, load and cache the NumPy module of a cell.
+
+    `optimize=False` gives the plain code: the graph as written, everything per step.
+    """
+    if backend != "numpy":
+        from .. import interop
+        return interop.compile_backend(cell, backend, optimize)
+    key = (optimize,)
+    per_cell = _CACHE.setdefault(cell, {})
+    if key in per_cell:
+        return per_cell[key]
+    from ..passes import optimize_step
+    step = optimize_step(cell.step) if optimize else cell.step
+    source = ModuleWriter(cell, step, optimize).source()
+    structural = (source, optimize)
+    program = _BY_SOURCE.get(structural)
+    if program is None or program.cell.name != cell.name:
+        program = Program(cell, source, optimize)
+        _BY_SOURCE[structural] = program
+    per_cell[key] = program
+    return program

@@ -10,9 +10,11 @@ from .cell import Cell
 from .lang import parse, load
 from . import zoo
 from .autodiff import grad
+from .unroll import unroll
 from .codegen import Program, compile
+from . import testing
 
 
 __all__ = ["SpecError", "CellBuilder", "Value", "Cell", "parse", "load", "zoo", "grad",
-           "compile", "Program"]
+           "unroll", "compile", "Program", "testing"]
 __version__ = "0.1.0"

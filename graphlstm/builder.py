@@ -120,6 +120,7 @@ class CellBuilder:
         self._labels: dict[Node, str] = {}
         self._pending: list[Node] = []
         self._positions: dict[str, Position] = {}
+        self.texts: dict[str, str] = {}          # equation name -> its source line
         self.nonlinearities: dict[str, Nonlinearity] = dict(BUILTINS)
         self._custom: list[str] = []
 
@@ -430,7 +431,8 @@ class CellBuilder:
             name=self.name, leaves=leaves, results=results, shapes=shapes,
             labels=dict(self._labels), equations=tuple(self._equations),
             sizes=tuple(self._sizes), kind="cell",
-            meta={"custom": tuple(self.nonlinearities[c] for c in self._custom)})
+            meta={"custom": tuple(self.nonlinearities[c] for c in self._custom),
+                  "text": dict(self.texts)})
         return Cell(step, source=source)
 
     def _final_shapes(self, roots: list[Node]) -> dict[Node, tuple]:

@@ -250,6 +250,7 @@ class _Parser:
             if target.endswith(PRIME):
                 raise _at(SpecError("an output name takes no prime"), tree.body[0].targets[0])
             self.b.output(target, self._expr(value))
+            self.b.texts[target] = " ".join(rest.split())
             return
         tree = self._parse(lineno, col, rest).body
         for item in (tree.elts if isinstance(tree, ast.Tuple) else [tree]):
@@ -270,6 +271,7 @@ class _Parser:
             _located_call(lambda: self.b.update(target[:-1], result), target_node)
         else:
             _located_call(lambda: self.b.let(target, result), target_node)
+        self.b.texts[target.replace(PRIME, "'")] = " ".join(code.split())
 
     def _assignment(self, tree: ast.Module) -> tuple[str, ast.expr]:
         if len(tree.body) != 1:

@@ -372,10 +372,13 @@ class _Parser:
         if ident in self.defined_at:
             raise _at(SpecError(f"'{ident}' is used before it is defined "
                                 f"(line {self.defined_at[ident]})"), node)
+        saved, self.b.position = self.b.position, self._node_position(node)
         try:
             return self.b.param(ident)
         except SpecError as e:
             raise _at(e, node) from None
+        finally:
+            self.b.position = saved
 
 
 _OPNAMES = {ast.Pow: "**", ast.FloorDiv: "//", ast.Mod: "%", ast.BitAnd: "&",

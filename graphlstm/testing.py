@@ -102,7 +102,7 @@ def check_grads(cell, sizes: Mapping[str, int] | None = None, *, T: int = 4, B: 
     return report
 
 
-def _directional(f, x: np.ndarray, v: np.ndarray, eps: float = 1e-3) -> float:
+def _directional(f, x: np.ndarray, v: np.ndarray, eps: float = 1e-5) -> float:
     """d/dh f(x + h v) at 0 by the five-point central stencil (error O(eps^4))."""
     f1, f_1 = f(x + eps * v), f(x - eps * v)
     f2, f_2 = f(x + 2 * eps * v), f(x - 2 * eps * v)

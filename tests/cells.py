@@ -46,6 +46,7 @@ CORPUS = {
     "feedforward": """
         # no state: a per-step map
         input x[n_in]
+        param A[n, n_in], B[n, n]
         y1 = tanh(A @ x + a)
         output y = B @ y1 - y1 * p
     """,

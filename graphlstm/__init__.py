@@ -5,7 +5,8 @@ differentiates it, `unroll` unrolls it; `compile` makes standalone NumPy code; `
 and `latex` draw and write it.
 """
 from .errors import SpecError
-from .builder import CellBuilder, Value
+from .builder import (CellBuilder, Value, apply, concat, hard_sigmoid, identity, relu,
+                      sigmoid, softplus, softsign, tanh)
 from .cell import Cell
 from .lang import parse, load
 from . import zoo
@@ -15,6 +16,7 @@ from .codegen import Program, compile
 from . import testing
 
 
-__all__ = ["SpecError", "CellBuilder", "Value", "Cell", "parse", "load", "zoo", "grad",
+__all__ = ["SpecError", "CellBuilder", "Value", "concat", "apply", "sigmoid", "tanh", "relu",
+           "identity", "softplus", "softsign", "hard_sigmoid", "Cell", "parse", "load", "zoo", "grad",
            "unroll", "compile", "Program", "testing"]
 __version__ = "0.1.0"

@@ -24,7 +24,9 @@ def grad_name(leaf: str) -> str:
 
 def vjp(fn: Function) -> Function:
     """The backward step of `fn`: reversed topological order, cotangents summed in a dict."""
-    seeds = {name: ops.leaf(Op.INPUT, seed_name(name)) for name, _ in fn.results}
+    # a seed has a batch axis exactly when its result does (parameter gradients have none)
+    seeds = {name: ops.leaf(Op.INPUT if node.batched else Op.PARAM, seed_name(name))
+             for name, node in fn.results}
     shapes = dict(fn.shapes)
     for name, node in fn.results:
         shapes[seeds[name]] = fn.shapes[node]
@@ -88,7 +90,7 @@ def _backward_function(fn: Function, seeds: dict, totals: dict, shapes: dict,
             labels[new] = "d_" + fn.labels.get(forward, forward.arg if forward.op.is_leaf else "?")
     equations = tuple(fn.equations) + tuple(
         ("d_" + name, totals[node]) for name, node in reversed(fn.equations)
-        if node in totals and totals[node].op is not Op.INPUT)
+        if node in totals and not totals[node].op.is_leaf)
     return Function(
         name=f"{fn.name}_backward", leaves=fn.leaves + tuple(seeds.values()),
         results=tuple(results), shapes=shapes, labels=labels, equations=_unique(equations),

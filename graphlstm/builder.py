@@ -467,3 +467,37 @@ def _located(error: SpecError, node: ast.AST) -> SpecError:
     """Attach an ast node's position (the parser turns it into line and column)."""
     error.node = node
     return error
+
+
+# ---------------------------------------------------------------------------------------
+# Module-level spellings of the primitives: gl.concat(x, h), gl.sigmoid(v), gl.nonlinearity(...)
+
+def concat(*values: Value) -> Value:
+    """Stack vectors: `gl.concat(x, h)` is `[x, h]`."""
+    if not values or not isinstance(values[0], Value):
+        raise SpecError("concat takes symbolic values from one CellBuilder")
+    return values[0].builder.concat(*values)
+
+
+def apply(name: str, value: Value) -> Value:
+    """Apply a nonlinearity by name (built-in or declared on the value's builder)."""
+    if not isinstance(value, Value):
+        raise SpecError(f"{name} takes a symbolic value from a CellBuilder, got {type(value).__name__}")
+    return value.builder.apply(name, value)
+
+
+def _nonlinearity_function(name: str):
+    def fn(value: Value) -> Value:
+        return apply(name, value)
+    fn.__name__ = name
+    fn.__doc__ = f"Elementwise {name} of a symbolic value."
+    return fn
+
+
+sigmoid = _nonlinearity_function("sigmoid")
+tanh = _nonlinearity_function("tanh")
+relu = _nonlinearity_function("relu")
+identity = _nonlinearity_function("identity")
+softplus = _nonlinearity_function("softplus")
+softsign = _nonlinearity_function("softsign")
+hard_sigmoid = _nonlinearity_function("hard_sigmoid")

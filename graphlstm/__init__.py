@@ -14,9 +14,13 @@ from .autodiff import grad
 from .unroll import unroll
 from .codegen import Program, compile
 from . import testing
+from . import optim
+from .train import mse_loss, softmax_cross_entropy
+from .flow import gradient_flow
 
 
 __all__ = ["SpecError", "CellBuilder", "Value", "concat", "apply", "sigmoid", "tanh", "relu",
            "identity", "softplus", "softsign", "hard_sigmoid", "Cell", "parse", "load", "zoo", "grad",
-           "unroll", "compile", "Program", "testing"]
+           "unroll", "compile", "Program", "testing", "optim", "mse_loss", "softmax_cross_entropy",
+           "gradient_flow"]
 __version__ = "0.1.0"

@@ -44,7 +44,12 @@ def concat(parts: Sequence[Node], axis: int = 0) -> Node:
 
 
 def slice_(node: Node, axis: int, lo, hi) -> Node:
-    return Node.make(Op.SLICE, (node,), (axis, sympy.sympify(lo), sympy.sympify(hi)))
+    """A range along an axis; a slice of a slice is one slice."""
+    lo, hi = sympy.sympify(lo), sympy.sympify(hi)
+    if node.op is Op.SLICE and node.arg[0] == axis:
+        start = node.arg[1]
+        return slice_(node.src[0], axis, sympy.expand(start + lo), sympy.expand(start + hi))
+    return Node.make(Op.SLICE, (node,), (axis, lo, hi))
 
 
 def matmul(matrix: Node, vector: Node, transpose: bool = False) -> Node:

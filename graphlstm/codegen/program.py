@@ -325,8 +325,9 @@ class BackwardWriter:
     reversed loop over the recurrence, and (optimised) a batched pass after the loop."""
 
     def __init__(self, mw: ModuleWriter) -> None:
+        from ..passes import optimize_backward
         self.mw, self.cell, self.fwd = mw, mw.cell, mw.step
-        self.bwd = vjp(self.fwd)
+        self.bwd = optimize_backward(vjp(self.fwd)) if mw.optimize else vjp(self.fwd)
         self.seeds = self.bwd.meta["seeds"]
 
     def write(self) -> str:
@@ -478,7 +479,8 @@ class BackwardWriter:
                     lines.append(f"{I1}{name} = np.empty(({shape}), dtype)")
                 accumulate.append((leaf, name))
         # backward values the post pass reads from the loop, stored per step
-        post_needs = {s for n in post_b for s in n.src if s in loop_set}
+        state_seeds = {self.seeds[s.arg + "'"] for s in state_leaves}
+        post_needs = {s for n in post_b for s in n.src if s in loop_set or s in state_seeds}
         post_store = {n: em.name(n, "_seq") for n in sorted_nodes(post_needs, bwd)}
         for node, name in post_store.items():
             shape = ", ".join(["T", "B"] + [mw._dim(d) for d in bwd.shapes[node]])
@@ -509,6 +511,7 @@ class BackwardWriter:
         keep = set(result_names) | set(post_store)
         body += em.block(recompute + loop_b, I2, 1, keep=keep & set(recompute + loop_b),
                          names=result_names)
+        self.loop_values = set(recompute) | set(loop_b) | state_seeds
         for leaf, name in accumulate:
             expr = em.expr(results[grad_name(leaf.arg)])[0]
             body.append(f"{I2}{name} += {expr}" if leaf.op is Op.PARAM else f"{I2}{name}[t] = {expr}")
@@ -542,6 +545,7 @@ class BackwardWriter:
             return []
         mw, fwd, bwd = self.mw, self.fwd, self.bwd
         results = dict(bwd.results)
+        em.forget(self.loop_values)          # per-step names from the loop mean nothing here
         for node, name in post_store.items():
             em.bind(node, name)
         for s in fwd.leaves_of(Op.STATE):

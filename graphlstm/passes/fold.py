@@ -1,0 +1,66 @@
+"""Folding on the backward graph: zero-padded slices that add up become one concat."""
+from __future__ import annotations
+
+import sympy
+
+from .. import ops
+from ..ir import Function, Node, Op
+from .rebuild import rewrite
+
+
+def fold_pads(fn: Function) -> Function:
+    """The adjoint of slicing pads with zeros; the pieces of one array add back up.
+
+        before:  d_S = [d_f, 0, 0] + [0, d_i, 0] + [0, 0, d_o]
+        after:   d_S = [d_f, d_i, d_o]
+    Also drops zero terms from sums (`x + 0 -> x`).
+    """
+
+    def rule(old: Node, node: Node, shapes: dict) -> Node | None:
+        if node.op is not Op.SUM:
+            return None
+        terms = [t for t in node.src if t.op is not Op.ZEROS]
+        if not terms:
+            return node.src[0]
+        merged = _merge_pads(shapes, terms)
+        if merged is not None:
+            return merged
+        return ops.add(*terms) if len(terms) != len(node.src) else None
+
+    return rewrite(fn, rule)
+
+
+def _segments(shapes: dict, node: Node):
+    """[(lo, hi, piece or None for zeros)] of a concat along axis 0, or None."""
+    if node.op is not Op.CONCAT or node.arg != 0:
+        return None
+    out, offset = [], sympy.Integer(0)
+    for part in node.src:
+        width = ops.infer_shapes([part], shapes)[part][0]
+        out.append((offset, sympy.expand(offset + width), None if part.op is Op.ZEROS else part))
+        offset = sympy.expand(offset + width)
+    return out
+
+
+def _merge_pads(shapes: dict, terms: list[Node]) -> Node | None:
+    """If every term is a zero-padded concat and their pieces do not overlap, one concat."""
+    if len(terms) < 2:
+        return None
+    pieces = []
+    for term in terms:
+        segments = _segments(shapes, term)
+        if segments is None:
+            return None
+        pieces += [(lo, hi, p) for lo, hi, p in segments if p is not None]
+    chain, position = [], sympy.Integer(0)
+    while pieces:
+        nxt = [p for p in pieces if sympy.expand(p[0] - position) == 0]
+        if len(nxt) != 1:
+            return None
+        chain.append(nxt[0][2])
+        position = nxt[0][1]
+        pieces.remove(nxt[0])
+    total = _segments(shapes, terms[0])[-1][1]
+    if sympy.expand(position - total) != 0:
+        return None
+    return ops.concat(chain, axis=0)

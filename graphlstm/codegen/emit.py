@@ -43,12 +43,24 @@ class Emitter:
                 return name
         if node.op.is_leaf and node.op is not Op.ZEROS:
             return node.arg
+        vector = self._matrix_of().get(node)
+        if vector is not None and node.op is not Op.PARAM:
+            label = self.fn.labels.get(node, "v")
+            vec = vector.arg if vector.op.is_leaf else self.fn.labels.get(vector, "v")
+            return f"W_{label}_{vec}"
         if node.op is Op.CONCAT and all(s in self.env for s in node.src):
             names = [self.env[s][0] for s in node.src]
             if all(n.isidentifier() and len(n) <= 12 for n in names):
                 return "_".join(names)
         label = self.fn.labels.get(node, "v")
         return f"{label}_{_ROLE[node.op]}"
+
+    def _matrix_of(self) -> dict[Node, Node]:
+        """Matrix operand -> the vector it multiplies (to name packed weights `W_f_i_h`)."""
+        if not hasattr(self, "_matrices"):
+            self._matrices = {n.src[0]: n.src[1] for n in self.fn.nodes()
+                              if n.op is Op.MATMUL and not n.arg}
+        return self._matrices
 
     def name(self, node: Node, suffix: str = "") -> str:
         """A fresh identifier for a node (remembered, so one node gets one name)."""
@@ -96,6 +108,7 @@ class Emitter:
         uses = Counter(s for n in nodes for s in n.src if s in members)
         lines: list[str] = []
         label = None
+        quoted: set[str] = set()
         for node in nodes:
             text = self.expr(node)
             if uses[node] == 1 and node not in keep and node.op is not Op.ZEROS:
@@ -103,11 +116,13 @@ class Emitter:
                 continue
             new_label = self.fn.labels.get(node)
             if new_label != label and new_label is not None:
-                note = self.comment(new_label)
+                note = [p for p in (self.comment(new_label) or "").split("\n")
+                        if p and p not in quoted]
                 if note:
                     if lines:
                         lines.append("")
-                    lines.append(f"{indent}# {note}")
+                    lines += [f"{indent}# {part}" for part in note]
+                    quoted.update(note)
                 label = new_label
             ident = (names or {}).get(node) or self.name(node)
             lines.append(f"{indent}{ident} = {text[0]}")

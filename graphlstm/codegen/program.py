@@ -112,10 +112,14 @@ class ModuleWriter:
         return None
 
     def comment(self, label: str) -> str | None:
-        if label.startswith("d_"):
-            text = self.equation_text(label[2:])
-            return f"Grad of: {text}" if text else None
-        return self.equation_text(label)
+        """The equation(s) a block implements; fused blocks list every member."""
+        grad = label.startswith("d_")
+        parts = (label[2:] if grad else label).split("+")
+        texts = [t for t in (self.equation_text(p) for p in parts) if t]
+        if not texts:
+            return None
+        prefix = "Grad of: " if grad else ""
+        return "\n".join(prefix + t for t in texts)
 
     def emitter(self, fn: Function) -> Emitter:
         em = Emitter(fn, self.namer, {s: v for s, v in self.dims.items()}, self.comment)

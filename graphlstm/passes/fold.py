@@ -30,13 +30,13 @@ def fold_pads(fn: Function) -> Function:
     return rewrite(fn, rule)
 
 
-def _segments(shapes: dict, node: Node):
-    """[(lo, hi, piece or None for zeros)] of a concat along axis 0, or None."""
-    if node.op is not Op.CONCAT or node.arg != 0:
+def _segments(shapes: dict, node: Node, axis: int):
+    """[(lo, hi, piece or None for zeros)] of a concat along `axis`, or None."""
+    if node.op is not Op.CONCAT or node.arg != axis:
         return None
     out, offset = [], sympy.Integer(0)
     for part in node.src:
-        width = ops.infer_shapes([part], shapes)[part][0]
+        width = ops.infer_shapes([part], shapes)[part][axis]
         out.append((offset, sympy.expand(offset + width), None if part.op is Op.ZEROS else part))
         offset = sympy.expand(offset + width)
     return out
@@ -44,11 +44,12 @@ def _segments(shapes: dict, node: Node):
 
 def _merge_pads(shapes: dict, terms: list[Node]) -> Node | None:
     """If every term is a zero-padded concat and their pieces do not overlap, one concat."""
-    if len(terms) < 2:
+    if len(terms) < 2 or terms[0].op is not Op.CONCAT:
         return None
+    axis = terms[0].arg
     pieces = []
     for term in terms:
-        segments = _segments(shapes, term)
+        segments = _segments(shapes, term, axis)
         if segments is None:
             return None
         pieces += [(lo, hi, p) for lo, hi, p in segments if p is not None]
@@ -60,7 +61,7 @@ def _merge_pads(shapes: dict, terms: list[Node]) -> Node | None:
         chain.append(nxt[0][2])
         position = nxt[0][1]
         pieces.remove(nxt[0])
-    total = _segments(shapes, terms[0])[-1][1]
+    total = _segments(shapes, terms[0], axis)[-1][1]
     if sympy.expand(position - total) != 0:
         return None
-    return ops.concat(chain, axis=0)
+    return ops.concat(chain, axis=axis)

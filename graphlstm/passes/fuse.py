@@ -6,7 +6,7 @@ import sympy
 
 from .. import ops
 from ..ir import Function, Node, Op
-from .rebuild import rewrite, users
+from .rebuild import joined, rewrite, users
 
 
 def flatten_sums(fn: Function) -> Function:
@@ -43,6 +43,7 @@ def fuse_matmuls(fn: Function) -> Function:
         if node.op is Op.MATMUL and not node.arg and not node.src[0].batched and node.src[1].batched:
             groups.setdefault(node.src[1], []).append(node)
     fused: dict[Node, Node] = {}
+    names: dict[Node, str] = {}
     for vector, members in groups.items():
         if len(members) < 2:
             continue
@@ -50,12 +51,13 @@ def fuse_matmuls(fn: Function) -> Function:
         members = sorted(members, key=lambda m: _signature(m, table, order, fn.labels))
         stacked = ops.concat([m.src[0] for m in members], axis=0)
         product = ops.matmul(stacked, vector)
+        names[stacked] = names[product] = joined(fn.labels.get(m, "") for m in members)
         offset = sympy.Integer(0)
         for m in members:
             rows = fn.shapes[m][0]
             fused[m] = ops.slice_(product, 0, offset, sympy.expand(offset + rows))
             offset = sympy.expand(offset + rows)
-    return rewrite(fn, lambda old, node, shapes: fused.get(old))
+    return rewrite(fn, lambda old, node, shapes: fused.get(old), names)
 
 
 def _signature(node: Node, table: dict[Node, list[Node]], order: dict[str, int],
@@ -86,10 +88,10 @@ def fuse_slices(fn: Function) -> Function:
     """
     for _ in range(8):
         fn = _split_mixed_sums(fn)
-        plan = _fusion_plan(fn)
+        plan, names = _fusion_plan(fn)
         if not plan:
             return fn
-        fn = rewrite(fn, lambda old, node, shapes: plan.get(old))
+        fn = rewrite(fn, lambda old, node, shapes: plan.get(old), names)
     return fn
 
 
@@ -119,8 +121,9 @@ def _split_mixed_sums(fn: Function) -> Function:
     return rewrite(fn, rule)
 
 
-def _fusion_plan(fn: Function) -> dict[Node, Node]:
-    """Replacement for every node that joins a run of fusable neighbours."""
+def _fusion_plan(fn: Function) -> tuple[dict[Node, Node], dict[Node, str]]:
+    """Replacement for every node that joins a run of fusable neighbours, and the names
+    (joined equation labels) of the new fused nodes."""
     groups: dict[tuple, list[tuple[Node, sympy.Expr, sympy.Expr]]] = {}
     for node in fn.nodes():
         key_range = _member_key(node)
@@ -128,10 +131,17 @@ def _fusion_plan(fn: Function) -> dict[Node, Node]:
             key, lo, hi = key_range
             groups.setdefault(key, []).append((node, lo, hi))
     plan: dict[Node, Node] = {}
+    names: dict[Node, str] = {}
     for key, members in groups.items():
         for run in _contiguous_runs(members):
-            plan.update(_fuse_run(fn, key, run))
-    return plan
+            replacements = _fuse_run(fn, key, run)
+            label = joined(fn.labels.get(m, "") for m in replacements)
+            for new in replacements.values():
+                for node in (new.src[0], *new.src[0].src):
+                    if node.op is not Op.PARAM and node not in names:
+                        names[node] = label
+            plan.update(replacements)
+    return plan, names
 
 
 def _member_key(node: Node) -> tuple | None:

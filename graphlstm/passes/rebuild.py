@@ -7,14 +7,15 @@ from .. import ops
 from ..ir import Function, Node, toposort
 
 
-def rewrite(fn: Function, rule: Callable[[Node, Node, dict], Node | None]) -> Function:
+def rewrite(fn: Function, rule: Callable[[Node, Node, dict], Node | None],
+            names: dict[Node, str] | None = None) -> Function:
     """Rebuild `fn` bottom-up. `rule(old, rebuilt, shapes)` may return a replacement for the
     rebuilt node (its operands already rewritten; `shapes` knows every node so far) or None. Shapes are inferred for new
     nodes, labels carried over, unreachable nodes dropped (dead-code elimination comes free,
     and hash-consing merges equal nodes: common-subexpression elimination)."""
     new: dict[Node, Node] = {leaf: leaf for leaf in fn.leaves}
     shapes = {leaf: fn.shapes[leaf] for leaf in fn.leaves}
-    labels: dict[Node, str] = {}
+    labels: dict[Node, str] = dict(names or {})
     roots = [n for _, n in fn.equations] + [n for _, n in fn.results]
     for node in toposort(roots):
         if node in new:
@@ -30,12 +31,23 @@ def rewrite(fn: Function, rule: Callable[[Node, Node, dict], Node | None]) -> Fu
 
 
 def _label(node: Node, label: str | None, labels: dict[Node, str]) -> None:
-    """Label a replacement and any new nodes under it with the equation it came from."""
+    """Label a replacement and any new nodes under it with the equation it came from
+    (nodes that a pass named already, such as fused ones, keep their names)."""
     if label is None:
         return
     for n in toposort([node]):
         if not n.op.is_leaf:
             labels.setdefault(n, label)
+
+
+def joined(labels) -> str:
+    """The label of a value fused from several equations: `f+i+o+g`."""
+    out: list[str] = []
+    for label in labels:
+        for part in label.split("+"):
+            if part not in out:
+                out.append(part)
+    return "+".join(out)
 
 
 def _function(fn: Function, new: dict[Node, Node], shapes: dict, labels: dict) -> Function:

@@ -13,6 +13,8 @@ from . import zoo
 from .autodiff import grad
 from .unroll import unroll
 from .codegen import Program, compile
+from .compose import stack, bidirectional
+from . import interop
 from . import testing
 from . import optim
 from .train import mse_loss, softmax_cross_entropy
@@ -21,6 +23,7 @@ from .flow import gradient_flow
 
 __all__ = ["SpecError", "CellBuilder", "Value", "concat", "apply", "sigmoid", "tanh", "relu",
            "identity", "softplus", "softsign", "hard_sigmoid", "Cell", "parse", "load", "zoo", "grad",
-           "unroll", "compile", "Program", "testing", "optim", "mse_loss", "softmax_cross_entropy",
+           "unroll", "compile", "Program", "stack", "bidirectional", "interop", "testing", "optim",
+           "mse_loss", "softmax_cross_entropy",
            "gradient_flow"]
 __version__ = "0.1.0"

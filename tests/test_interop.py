@@ -1,0 +1,155 @@
+"""PyTorch in and out: from_torch / to_torch against nn.RNN, nn.LSTM, nn.GRU (values and
+every gradient, float64, 1e-10), and the torch backend against the NumPy program."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import graphlstm as gl
+from graphlstm import interop
+from graphlstm.testing import default_sizes, random_problem
+
+torch = pytest.importorskip("torch")
+nn = torch.nn
+
+T, B, N_IN, H = 5, 3, 4, 3
+TOL = 1e-10
+
+
+def make_module(kind: str, layers: int, bidir: bool, batch_first: bool, seed: int = 0):
+    torch.manual_seed(seed)
+    common = dict(num_layers=layers, bidirectional=bidir, batch_first=batch_first, dtype=torch.float64)
+    if kind.startswith("rnn"):
+        return nn.RNN(N_IN, H, nonlinearity=kind.split("_")[1], **common)
+    return {"lstm": nn.LSTM, "gru": nn.GRU}[kind](N_IN, H, **common)
+
+
+def torch_run(module, x, state0, dy, dstate):
+    """PyTorch's outputs and gradients of sum(y * dy) + sum(state_T * dstate)."""
+    x = torch.tensor(x, requires_grad=True)
+    s0 = [torch.tensor(s, requires_grad=True) for s in state0]
+    y, st = module(x, tuple(s0) if len(s0) > 1 else s0[0])
+    st = st if isinstance(st, tuple) else (st,)
+    loss = (y * torch.tensor(dy)).sum() + sum((a * torch.tensor(d)).sum() for a, d in zip(st, dstate))
+    module.zero_grad()
+    loss.backward()
+    grads = {name: p.grad.numpy() for name, p in module.named_parameters()}
+    return (y.detach().numpy(), [a.detach().numpy() for a in st], grads, x.grad.numpy(),
+            [s.grad.numpy() for s in s0])
+
+
+def close(a, b, what):
+    err = float(np.max(np.abs(np.asarray(a) - np.asarray(b)))) if np.size(a) else 0.0
+    assert err <= TOL, f"{what}: max abs error {err:.2e}"
+    return err
+
+
+def as_tuple(x):
+    return x if isinstance(x, tuple) else (x,)
+
+
+CONFIGS = [(1, False, False), (2, False, True), (1, True, False), (2, True, True)]
+
+
+@pytest.mark.parametrize("kind", ["rnn_tanh", "rnn_relu", "lstm", "gru"])
+@pytest.mark.parametrize("layers,bidir,batch_first", CONFIGS)
+def test_from_torch_equals_pytorch(kind, layers, bidir, batch_first):
+    module = make_module(kind, layers, bidir, batch_first)
+    rng = np.random.default_rng(1)
+    D = 2 if bidir else 1
+    x = rng.standard_normal((B, T, N_IN) if batch_first else (T, B, N_IN))
+    y_shape = (B, T, D * H) if batch_first else (T, B, D * H)
+    n_states = 2 if kind == "lstm" else 1
+    state0 = [rng.standard_normal((layers * D, B, H)) for _ in range(n_states)]
+    dy, dstate = rng.standard_normal(y_shape), [rng.standard_normal((layers * D, B, H)) for _ in state0]
+    y_t, st_t, grads_t, dx_t, ds0_t = torch_run(module, x, state0, dy, dstate)
+
+    model, params = interop.from_torch(module)
+    assert all(v.dtype == np.float64 for v in params.values())
+    prog = model.compile() if bidir else gl.compile(model)
+    xs = interop.time_major(x) if batch_first else x
+    dys = interop.time_major(dy) if batch_first else dy
+    s0 = interop.state_from_torch(model, *state0)
+    ys, st = prog.forward(params, {model.inputs[0]: xs}, s0)
+    y = ys[model.outputs[0]]
+    close(interop.batch_major(y) if batch_first else y, y_t, "output")
+    for a, b in zip(as_tuple(interop.state_to_torch(model, st)), st_t):
+        close(a, b, "final state")
+    dst = interop.state_from_torch(model, *dstate)
+    grads = prog.backward(params, {model.inputs[0]: xs}, s0, {model.outputs[0]: dys}, dst)
+    for name, g in interop.grads_to_torch(model, grads).items():
+        close(g, grads_t[name], f"grad {name}")
+    assert set(interop.grads_to_torch(model, grads)) == set(grads_t)
+    dx = grads[model.inputs[0]]
+    close(interop.batch_major(dx) if batch_first else dx, dx_t, "grad input")
+    for a, b in zip(as_tuple(interop.state_to_torch(model, grads)), ds0_t):
+        close(a, b, "grad initial state")
+
+
+@pytest.mark.parametrize("kind", ["rnn_tanh", "lstm", "gru"])
+def test_plain_program_equals_pytorch(kind):
+    """The plain (unoptimised) code too, on a two-layer module."""
+    module = make_module(kind, 2, False, False, seed=3)
+    x = np.random.default_rng(2).standard_normal((T, B, N_IN))
+    y_t = module(torch.tensor(x))[0].detach().numpy()
+    model, params = interop.from_torch(module)
+    ys, _ = gl.compile(model, optimize=False).forward(params, x)
+    close(ys["h"], y_t, "output")
+
+
+@pytest.mark.parametrize("cls", ["RNNCell", "LSTMCell", "GRUCell"])
+def test_from_torch_cells(cls):
+    torch.manual_seed(0)
+    module = getattr(nn, cls)(N_IN, H, dtype=torch.float64)
+    x = np.random.default_rng(0).standard_normal((B, N_IN))
+    out = module(torch.tensor(x))
+    h = (out[0] if isinstance(out, tuple) else out).detach().numpy()
+    cell, params = interop.from_torch(module)
+    ys, _ = gl.compile(cell).forward(params, x[None])
+    close(ys["h"][0], h, "h")
+
+
+@pytest.mark.parametrize("name,layers,bidir", [("lstm", 1, False), ("rnn", 2, False), ("gru_torch", 1, True),
+                                               ("rnn_relu", 2, True)])
+def test_to_torch_round_trip(name, layers, bidir):
+    """to_torch's module computes what the model computes; from_torch brings it back."""
+    base = interop.rnn_relu() if name == "rnn_relu" else gl.zoo.get(name)
+    model = gl.bidirectional(base, layers) if bidir else (gl.stack(*[base] * layers) if layers > 1 else base)
+    params = model.init_params({"n_in": N_IN, "n": H} if bidir or layers == 1 else
+                               {"l1.n_in": N_IN, "l1.n": H, "l2.n": H}, seed=4)
+    module = interop.to_torch(model, params)
+    assert module.num_layers == layers and module.bidirectional == bidir
+    x = np.random.default_rng(5).standard_normal((T, B, N_IN))
+    y_t = module(torch.tensor(x))[0].detach().numpy()
+    prog = model.compile() if bidir else gl.compile(model)
+    close(prog.forward(params, x)[0]["h"], y_t, "output")
+    again, params2 = interop.from_torch(module)
+    assert again.params == model.params
+    close(prog.forward(params2, x)[0]["h"], y_t, "output after the round trip")
+
+
+def test_to_torch_refuses_what_pytorch_lacks():
+    with pytest.raises(ValueError, match="no module for the cell mgu"):
+        interop.to_torch(gl.zoo.get("mgu"), {})
+    mixed = gl.stack(gl.zoo.get("lstm"), gl.zoo.get("gru_torch"))
+    with pytest.raises(ValueError, match="mixes"):
+        interop.to_torch(mixed, mixed.init_params({"l1.n_in": 2, "l1.n": 3, "l2.n": 3}))
+    deep = gl.stack(gl.zoo.get("lstm"), gl.zoo.get("lstm"))
+    with pytest.raises(ValueError, match="one hidden size"):
+        interop.to_torch(deep, deep.init_params({"l1.n_in": 2, "l1.n": 3, "l2.n": 4}))
+
+
+def test_from_torch_float32_keeps_dtype():
+    model, params = interop.from_torch(nn.LSTM(N_IN, H))
+    assert model is gl.zoo.get("lstm")
+    assert {v.dtype for v in params.values()} == {np.dtype("float32")}
+
+
+def test_from_torch_rejects_other_modules():
+    with pytest.raises(TypeError, match="nn.RNN, nn.LSTM, nn.GRU"):
+        interop.from_torch(nn.Linear(2, 3))
+    with pytest.raises(NotImplementedError, match="proj_size"):
+        interop.from_torch(nn.LSTM(4, 5, proj_size=2))

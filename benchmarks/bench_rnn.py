@@ -1,0 +1,411 @@
+"""Forward + backward through time: graphlstm's generated code against PyTorch and NumPy.
+
+    python benchmarks/bench_rnn.py            # the full table (several minutes)
+    python benchmarks/bench_rnn.py --quick    # small and medium, float32, under a minute
+
+For each config (small, medium, large) and dtype, every contender below runs one forward and
+backward through time of the same sequence, all in this one process, interleaved: each round
+runs every contender once (the starting contender rotates), after two warm-up rounds; the table
+shows the median over the rounds (at least `--repeat`, more while a round is cheap).
+
+  cell                contenders (the peer the ratios divide by is marked)
+  lstm                graphlstm compiled, torch nn.LSTM (peer), torch eager loop,
+                      numpy hand-fused (numpy_lstm.py), GEMM roofline
+  gru_torch           graphlstm compiled, torch nn.GRU (peer), torch eager loop, GEMM roofline
+  lstm_peephole_diag  graphlstm compiled, torch eager loop (peer), GEMM roofline
+  mgu                 graphlstm compiled, torch eager loop (peer), GEMM roofline
+
+"Forward + backward" is one vector-Jacobian product of the whole sequence with random `dys`
+and `dstate_T`: graphlstm's and the NumPy LSTM's `backward(params, xs, state0, dys, dstate_T)`
+(which runs its own forward sweep), and for torch `loss = sum(ys * dys) + sum(state_T *
+dstate_T); loss.backward()`, with gradients for the parameters, the inputs and state0 alike.
+The GEMM roofline times only the matrix products a fused implementation of the cell must do
+(numpy matmuls into preallocated outputs, same shapes and FLOPs): its time over a
+contender's is the "roofline" column. torch runs on as many threads as numpy's BLAS.
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from statistics import median
+from typing import Callable
+
+import numpy as np
+import torch
+
+import graphlstm as gl
+import numpy_lstm
+import torch_cells
+
+HERE = Path(__file__).resolve().parent
+
+
+@dataclass(frozen=True)
+class Config:
+    """One benchmark size: sequence length T, batch B, input and hidden sizes."""
+    name: str
+    T: int
+    B: int
+    n_in: int
+    n: int
+
+    def __str__(self) -> str:
+        return f"{self.name}: T={self.T}, B={self.B}, n_in={self.n_in}, n={self.n}"
+
+
+CONFIGS = {c.name: c for c in (Config("small", T=200, B=1, n_in=32, n=32),
+                               Config("medium", T=100, B=32, n_in=128, n=128),
+                               Config("large", T=100, B=64, n_in=512, n=512))}
+DTYPES = ("float32", "float64")
+CELLS = ("lstm", "gru_torch", "lstm_peephole_diag", "mgu")
+PEER = {"lstm": "nn", "gru_torch": "nn", "lstm_peephole_diag": "eager", "mgu": "eager"}
+NN_MODULE = {"lstm": torch_cells.nn_lstm, "gru_torch": torch_cells.nn_gru}
+# (gate blocks of n rows, recurrent GEMMs in sequence per step): an LSTM stacks 4 gates into
+# one [B, n] @ [n, 4n]; MGU needs f before W_h @ [f * h, x], so two [B, n] @ [n, n] per step.
+GEMM_SHAPE = {"lstm": (4, 1), "lstm_peephole_diag": (4, 1), "gru_torch": (3, 1), "mgu": (2, 2)}
+WARMUP_ROUNDS = 2
+MAX_ROUNDS = 50
+Gemm = tuple[int, int, int, int]  # (count, m, k, n): `count` products [m, k] @ [k, n]
+
+
+@dataclass
+class Problem:
+    """One cell's parameters and sequence at one config and dtype, shared by its contenders."""
+    cell: str
+    config: Config
+    params: dict[str, np.ndarray]
+    x: np.ndarray
+    state0: dict[str, np.ndarray]
+    dys: np.ndarray
+    dstate_T: dict[str, np.ndarray]
+
+
+@dataclass
+class Contender:
+    """Something to time: `run()` does one forward + backward through time."""
+    cell: str
+    key: str  # graphlstm, nn, eager, numpy or roofline
+    label: str
+    run: Callable[[], object]
+    leaves: list[torch.Tensor] = field(default_factory=list)  # torch tensors that get .grad
+
+
+@dataclass
+class Result:
+    """Median milliseconds per (cell, contender key) at one config and dtype."""
+    config: Config
+    dtype: str
+    rounds: int
+    labels: dict[tuple[str, str], str]
+    ms: dict[tuple[str, str], float]
+
+
+def make_problem(cell_name: str, cfg: Config, dtype: str, seed: int = 0) -> Problem:
+    """Parameters from the zoo cell's initialiser and standard normal x, state0, dys, dstate_T.
+
+    Every state of the benchmarked cells has size n."""
+    cell = gl.zoo.get(cell_name)
+    rng = np.random.default_rng(seed)
+
+    def normal(*shape: int) -> np.ndarray:
+        return rng.standard_normal(shape, dtype=dtype)
+
+    return Problem(cell_name, cfg, cell.init_params({"n_in": cfg.n_in, "n": cfg.n}, seed, dtype),
+                   normal(cfg.T, cfg.B, cfg.n_in), {s: normal(cfg.B, cfg.n) for s in cell.states},
+                   normal(cfg.T, cfg.B, cfg.n), {s: normal(cfg.B, cfg.n) for s in cell.states})
+
+
+# Contenders ----------------------------------------------------------------------------------
+
+def graphlstm_contender(p: Problem) -> Contender:
+    """The cell compiled by graphlstm (default optimisations)."""
+    prog = gl.compile(gl.zoo.get(p.cell))
+    xs, dys = {"x": p.x}, {"h": p.dys}
+    return Contender(p.cell, "graphlstm", "graphlstm compiled",
+                     lambda: prog.backward(p.params, xs, p.state0, dys, p.dstate_T))
+
+
+def numpy_contender(p: Problem) -> Contender:
+    """The hand-fused NumPy LSTM of numpy_lstm.py."""
+    return Contender(p.cell, "numpy", "numpy hand-fused",
+                     lambda: numpy_lstm.backward(p.params, p.x, p.state0, p.dys, p.dstate_T))
+
+
+def nn_contender(p: Problem) -> Contender:
+    """torch.nn.LSTM or torch.nn.GRU holding the same parameters."""
+    module = NN_MODULE[p.cell](p.params, p.config.n_in)
+    x, state0 = torch.tensor(p.x, requires_grad=True), torch_cells.tensors(p.state0, True)
+    leaves = [*module.parameters(), x, *state0.values()]
+    return _torch_contender(p, "nn", f"torch nn.{type(module).__name__}",
+                            lambda: torch_cells.nn_forward(module, x, state0), leaves)
+
+
+def eager_contender(p: Problem) -> Contender:
+    """The cell's equations as a Python loop over time of torch ops, with autograd."""
+    params = torch_cells.tensors(p.params, True)
+    x, state0 = torch.tensor(p.x, requires_grad=True), torch_cells.tensors(p.state0, True)
+    leaves = [*params.values(), x, *state0.values()]
+    return _torch_contender(p, "eager", "torch eager loop",
+                            lambda: torch_cells.eager_forward(p.cell, params, x, state0), leaves)
+
+
+def _torch_contender(p: Problem, key: str, label: str, forward: Callable,
+                     leaves: list[torch.Tensor]) -> Contender:
+    """Wrap a torch forward into a timed forward + backward."""
+    run = torch_cells.vjp_runner(forward, leaves, torch.tensor(p.dys),
+                                 torch_cells.tensors(p.dstate_T))
+    return Contender(p.cell, key, label, run, leaves)
+
+
+def gemm_plan(cell_name: str, cfg: Config) -> list[Gemm]:
+    """The matrix products of a fused forward + backward through time of the cell.
+
+    G = gates * n stacked output rows; r = G / chain columns per recurrent GEMM."""
+    gates, chain = GEMM_SHAPE[cell_name]
+    T, B, n_in, n = cfg.T, cfg.B, cfg.n_in, cfg.n
+    G = gates * n
+    return [(1, T * B, n_in, G),        # forward: input projection of all steps
+            (T * chain, B, n, G // chain),  # forward: recurrent, per step
+            (T * chain, B, G // chain, n),  # backward: gradient of h, per step
+            (1, G, T * B, n_in),        # backward: input weights, all steps
+            (1, G, T * B, n),           # backward: recurrent weights, all steps
+            (1, T * B, G, n_in)]        # backward: gradient of x, all steps
+
+
+def gemm_flops(plan: list[Gemm]) -> int:
+    """Floating-point operations of a GEMM plan (2 m k n per product)."""
+    return sum(2 * count * m * k * n for count, m, k, n in plan)
+
+
+def roofline_contender(cell_name: str, cfg: Config, dtype: str) -> Contender:
+    """Only the GEMMs: numpy matmuls of the plan's shapes into preallocated outputs."""
+    plan = gemm_plan(cell_name, cfg)
+    rng = np.random.default_rng(0)
+    operands = [(count, rng.standard_normal((m, k), dtype=dtype),
+                 rng.standard_normal((k, n), dtype=dtype), np.empty((m, n), dtype))
+                for count, m, k, n in plan]
+
+    def run() -> None:
+        for count, a, b, out in operands:
+            for _ in range(count):
+                np.matmul(a, b, out=out)
+
+    return Contender(cell_name, "roofline", f"GEMM roofline {gemm_flops(plan) / 1e9:.2g} GF",
+                     run)
+
+
+def lstm_contender(key: str, p: Problem) -> Contender:
+    """One LSTM contender by key (used by peak_memory.py)."""
+    builders = {"graphlstm": graphlstm_contender, "nn": nn_contender, "eager": eager_contender,
+                "numpy": numpy_contender}
+    return builders[key](p)
+
+
+def contenders_for(cell_name: str, cfg: Config, dtype: str) -> list[Contender]:
+    """Every contender of one cell, in table order."""
+    p = make_problem(cell_name, cfg, dtype)
+    found = [graphlstm_contender(p)]
+    if cell_name in NN_MODULE:
+        found.append(nn_contender(p))
+    found.append(eager_contender(p))
+    if cell_name == "lstm":
+        found.append(numpy_contender(p))
+    return found + [roofline_contender(cell_name, cfg, dtype)]
+
+
+# Timing ---------------------------------------------------------------------------------------
+
+def measure(contenders: list[Contender], min_repeats: int, budget_s: float) -> list[list[float]]:
+    """Interleaved timing: warm-up rounds, then rounds that each run every contender once.
+
+    Runs at least `min_repeats` rounds, more (up to MAX_ROUNDS) while they fit in `budget_s`.
+    Returns the seconds of every run, per contender."""
+    for shift in range(WARMUP_ROUNDS):
+        warm = _round(contenders, shift)
+    rounds = max(min_repeats, min(MAX_ROUNDS, math.ceil(budget_s / max(sum(warm), 1e-9))))
+    times: list[list[float]] = [[] for _ in contenders]
+    for shift in range(rounds):
+        for k, seconds in enumerate(_round(contenders, shift)):
+            times[k].append(seconds)
+    return times
+
+
+def _round(contenders: list[Contender], shift: int) -> list[float]:
+    """Run each contender once, starting at index `shift`; seconds per contender, in order.
+
+    The garbage collector runs before the round and is off during it."""
+    seconds = [0.0] * len(contenders)
+    gc.collect()
+    gc.disable()
+    try:
+        for j in range(len(contenders)):
+            k = (j + shift) % len(contenders)
+            start = time.perf_counter()
+            contenders[k].run()
+            seconds[k] = time.perf_counter() - start
+    finally:
+        gc.enable()
+    return seconds
+
+
+def run_config(cfg: Config, dtype: str, min_repeats: int, budget_s: float,
+               cells: tuple[str, ...] = CELLS) -> Result:
+    """Build and time every contender of every cell at one config and dtype."""
+    contenders = [c for cell in cells for c in contenders_for(cell, cfg, dtype)]
+    times = measure(contenders, min_repeats, budget_s)
+    return Result(cfg, dtype, len(times[0]),
+                  {(c.cell, c.key): c.label for c in contenders},
+                  {(c.cell, c.key): 1e3 * median(t) for c, t in zip(contenders, times)})
+
+
+# Tables ---------------------------------------------------------------------------------------
+
+def print_results(result: Result) -> None:
+    """One table: ms, ratio to the cell's peer, fraction of the cell's GEMM roofline."""
+    print(f"\n{result.config} · {result.dtype} · median of {result.rounds} interleaved runs")
+    print(f"  {'cell':<20}{'contender':<28}{'ms':>10}{'vs peer':>10}{'roofline':>10}")
+    cell_seen = ""
+    for (cell, key), ms in result.ms.items():
+        peer = result.ms[cell, PEER[cell]]
+        label = result.labels[cell, key] + (" [peer]" if key == PEER[cell] else "")
+        roofline = result.ms[cell, "roofline"] / ms
+        print(f"  {cell if cell != cell_seen else '':<20}{label:<28}{ms:>10.2f}"
+              f"{ms / peer:>9.2f}x{roofline:>9.0%} ")
+        cell_seen = cell
+
+
+def print_targets(results: list[Result]) -> None:
+    """graphlstm against the targets of issue 4, item 4."""
+    print("\nTargets (issue 4, item 4): lstm / numpy <= 1.05 everywhere; lstm / nn.LSTM <= 1.00"
+          " at large;\nspeed-up over the torch eager loop >= 8x at small, >= 2x at medium and large")
+    print(f"  {'config':<8}{'dtype':<9}{'lstm/numpy':>12}{'lstm/nn':>11}"
+          + "".join(f"{c:>20}" for c in CELLS))
+    for r in results:
+        g = r.ms["lstm", "graphlstm"]
+        vs_numpy = _mark(g / r.ms["lstm", "numpy"], 1.05, below=True)
+        vs_nn = _mark(g / r.ms["lstm", "nn"], 1.0 if r.config.name == "large" else None, True)
+        need = 8.0 if r.config.name == "small" else 2.0
+        speedups = [_mark(r.ms[c, "eager"] / r.ms[c, "graphlstm"], need, below=False)
+                    for c in CELLS if (c, "graphlstm") in r.ms]
+        print(f"  {r.config.name:<8}{r.dtype:<9}{vs_numpy:>12}{vs_nn:>11}"
+              + "".join(f"{s:>20}" for s in speedups))
+
+
+def _mark(ratio: float, limit: float | None, below: bool) -> str:
+    """'1.23x ok' or '1.23x MISS' against a limit (no mark without one)."""
+    if limit is None:
+        return f"{ratio:.2f}x   "
+    ok = ratio <= limit if below else ratio >= limit
+    return f"{ratio:.2f}x {'ok  ' if ok else 'MISS'}"
+
+
+# Memory ---------------------------------------------------------------------------------------
+
+MEMORY_CONTENDERS = ("graphlstm", "nn", "numpy", "eager")
+
+
+def peak_memory(key: str, cfg: Config, dtype: str) -> dict:
+    """Run peak_memory.py for one LSTM contender in a fresh process; its JSON result.
+
+    glibc's mmap threshold is pinned at 64 KiB in that process, so every large array is its
+    own mapping, returned to the system when freed: resident memory follows live arrays."""
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
+    out = subprocess.run([sys.executable, str(HERE / "peak_memory.py"), key, dtype, cfg.name],
+                         env=env, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)
+
+
+def print_memory(cfg: Config, dtypes: tuple[str, ...]) -> None:
+    """Peak memory above the process baseline of one LSTM forward + backward, per contender."""
+    print(f"\nPeak memory of lstm forward + backward, {cfg}, MB above the process baseline"
+          "\n(fresh process each: peak RSS (VmHWM) - RSS before; numpy: also tracemalloc's peak)")
+    print(f"  {'contender':<20}" + "".join(f"{d + ' RSS':>15}{'traced':>9}" for d in dtypes))
+    for key in MEMORY_CONTENDERS:
+        cells = []
+        for dtype in dtypes:
+            m = peak_memory(key, cfg, dtype)
+            traced = "-" if m["traced_mb"] is None else f"{m['traced_mb']:.0f}"
+            cells.append(f"{m['rss_mb']:>15.0f}{traced:>9}")
+        print(f"  {m['label']:<20}" + "".join(cells))
+
+
+# Main -----------------------------------------------------------------------------------------
+
+def numpy_threads() -> int:
+    """The threads numpy's BLAS uses (threadpoolctl if installed, else the CPU count)."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return os.cpu_count() or 1
+    blas = [i for i in threadpool_info() if i["user_api"] == "blas"]
+    mine = [i for i in blas if "numpy" in i["filepath"]] or blas
+    return max((i["num_threads"] for i in mine), default=os.cpu_count() or 1)
+
+
+def print_header(threads: int) -> None:
+    """Versions, threads and compile times, so a table can be read on its own."""
+    blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]["name"]
+    print(f"graphlstm {gl.__version__} · numpy {np.__version__} ({blas}) · torch "
+          f"{torch.__version__} · python {platform.python_version()} · {threads} threads "
+          f"(numpy BLAS and torch) · {os.cpu_count()} CPUs")
+    for cell in CELLS:
+        start = time.perf_counter()
+        gl.compile(gl.zoo.get(cell))
+        print(f"  gl.compile({cell}): {time.perf_counter() - start:.3f} s", end="")
+    print("\nTimes: one forward + backward through time, ms (see benchmarks/README.md)")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """Command-line options."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true",
+                    help="small and medium in float32, 5 rounds, no memory: under a minute")
+    ap.add_argument("--configs", default="small,medium,large", help="comma-separated")
+    ap.add_argument("--dtypes", default="float32,float64", help="comma-separated")
+    ap.add_argument("--repeat", type=int, default=7, help="at least this many timed rounds")
+    ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory table")
+    ap.add_argument("--json", help="also write the medians (ms) to this file")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.configs, args.dtypes, args.repeat, args.no_memory = "small,medium", "float32", 5, True
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Print the timing tables, the targets and the memory table."""
+    args = parse_args(argv)
+    threads = numpy_threads()
+    torch.set_num_threads(threads)
+    print_header(threads)
+    budget = 1.0 if args.quick else 5.0
+    results = []
+    for dtype in args.dtypes.split(","):
+        for name in args.configs.split(","):
+            results.append(run_config(CONFIGS[name], dtype, args.repeat, budget))
+            print_results(results[-1])
+            sys.stdout.flush()
+    print_targets(results)
+    if not args.no_memory:
+        print_memory(CONFIGS["large"], tuple(args.dtypes.split(",")))
+    if args.json:
+        _write_json(args.json, results)
+
+
+def _write_json(path: str, results: list[Result]) -> None:
+    """The medians as JSON: [{config, dtype, rounds, ms: {"cell/contender": ms}}]."""
+    rows = [{"config": r.config.name, "dtype": r.dtype, "rounds": r.rounds,
+             "ms": {f"{cell}/{key}": ms for (cell, key), ms in r.ms.items()}} for r in results]
+    Path(path).write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()

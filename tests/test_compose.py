@@ -155,3 +155,34 @@ def test_bidirectional_errors():
         prog.backward(params, np.zeros((2, 1, 2)), None, {"h": np.zeros((2, 1, 5))})
     with pytest.raises(ValueError, match="missing"):
         prog.forward({}, np.zeros((2, 1, 2)))
+
+
+NO_TORCH = """
+import sys
+sys.modules["torch"] = None          # torch cannot be imported in this process
+import numpy as np
+import graphlstm as gl
+deep = gl.stack(gl.zoo.get("lstm"), gl.zoo.get("lstm"))
+params = deep.init_params({"l1.n_in": 2, "l1.n": 3, "l2.n": 3})
+ys, _ = gl.compile(deep).forward(params, np.zeros((4, 1, 2)))
+bi = gl.bidirectional(gl.zoo.get("rnn"))
+bi.compile().forward(bi.init_params({"n_in": 2, "n": 3}), gl.interop.time_major(np.zeros((1, 4, 2))))
+for attempt in (lambda: gl.compile(gl.zoo.get("lstm"), backend="torch"),
+                lambda: bi.compile(backend="torch"),
+                lambda: gl.interop.from_torch(object()),
+                lambda: gl.interop.to_torch(gl.zoo.get("rnn"), {})):
+    try:
+        attempt()
+    except ImportError as e:
+        assert "pip install torch" in str(e), e
+    else:
+        raise SystemExit("no ImportError")
+print("ok")
+"""
+
+
+def test_graphlstm_works_without_torch():
+    """Everything outside the torch paths runs without torch; the torch paths say what to install."""
+    out = subprocess.run([sys.executable, "-c", NO_TORCH], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"

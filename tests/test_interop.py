@@ -153,3 +153,136 @@ def test_from_torch_rejects_other_modules():
         interop.from_torch(nn.Linear(2, 3))
     with pytest.raises(NotImplementedError, match="proj_size"):
         interop.from_torch(nn.LSTM(4, 5, proj_size=2))
+
+
+# -- the torch backend ------------------------------------------------------------------------
+
+def run_module(module, cell, xs, state0, dys, dstate):
+    """The module's outputs and autograd gradients (under the graphlstm names)."""
+    xs_t = {k: torch.tensor(v, requires_grad=True) for k, v in xs.items()}
+    s0_t = {k: torch.tensor(v, requires_grad=True) for k, v in state0.items()}
+    ys, st = module(xs_t, s0_t)
+    loss = sum((ys[o] * torch.tensor(dys[o])).sum() for o in cell.outputs) + \
+        sum((st[s] * torch.tensor(dstate[s])).sum() for s in cell.states)
+    module.zero_grad()
+    loss.backward()
+    grads = {name: p.grad for name, p in module.named_parameters()}
+    grads.update({k: v.grad for k, v in {**xs_t, **s0_t}.items()})
+    return ({k: v.detach().numpy() for k, v in {**ys, **st}.items()},
+            {k: (v.numpy() if v is not None else 0.0) for k, v in grads.items()})
+
+
+@pytest.mark.parametrize("name", gl.zoo.names())
+def test_torch_backend_equals_numpy_on_the_zoo(name):
+    """Forward and every gradient (autograd through the generated module vs backward)."""
+    cell = gl.zoo.get(name)
+    params, xs, state0, dys, dstate = random_problem(cell, default_sizes(cell), T=4, B=2, seed=1)
+    ref = gl.compile(cell)
+    ys, st = ref.forward(params, xs, state0)
+    grads = ref.backward(params, xs, state0, dys, dstate)
+    for optimize in (True, False):
+        module = gl.compile(cell, backend="torch", optimize=optimize).module(params)
+        assert set(dict(module.named_parameters())) == set(cell.params)
+        values, grads_t = run_module(module, cell, xs, state0, dys, dstate)
+        for k, v in {**ys, **st}.items():
+            close(values[k], v, f"{name} {k}")
+        assert set(grads_t) == set(grads)
+        for k, g in grads.items():
+            close(grads_t[k], g, f"{name} grad {k}")
+
+
+def test_torch_backend_on_the_corpus():
+    """Every corner of the language (custom and all built-in nonlinearities, two inputs,
+    readouts, integer sizes, no state) through the Program-like torch wrapper."""
+    from cells import CORPUS
+    for name, text in sorted(CORPUS.items()):
+        cell = gl.parse(text, name=name)
+        params, xs, state0, dys, dstate = random_problem(cell, default_sizes(cell), T=3, B=2, seed=2)
+        ref, prog = gl.compile(cell), gl.compile(cell, backend="torch")
+        for a, b in zip(ref.forward(params, xs, state0), prog.forward(params, xs, state0)):
+            for k in a:
+                close(b[k], a[k], f"{name} {k}")
+        g_ref = ref.backward(params, xs, state0, dys, dstate)
+        g = prog.backward(params, xs, state0, dys, dstate)
+        for k in g_ref:
+            close(g[k], g_ref[k], f"{name} grad {k}")
+
+
+@pytest.mark.parametrize("optimize", [True, False])
+def test_torch_backend_stacked_and_bidirectional(optimize):
+    deep = gl.stack(gl.zoo.get("lstm"), gl.zoo.get("gru_torch"))
+    bi = gl.bidirectional(gl.zoo.get("lstm"), layers=2)
+    for model, sizes in ((deep, {"l1.n_in": 3, "l1.n": 4, "l2.n": 5}), (bi, {"n_in": 3, "n": 4})):
+        ref = model.compile(optimize=optimize) if model is bi else gl.compile(model, optimize=optimize)
+        prog = (bi.compile(backend="torch", optimize=optimize) if model is bi
+                else gl.compile(model, backend="torch", optimize=optimize))
+        assert list(prog.module(sizes=sizes).state_dict()) == list(model.params)
+        params, xs, state0, dys, dstate = random_problem(model, sizes, T=4, B=2, seed=6)
+        for a, b in zip(ref.forward(params, xs, state0), prog.forward(params, xs, state0)):
+            for k in a:
+                close(b[k], a[k], f"{model.name} {k}")
+        g_ref = ref.backward(params, xs, state0, dys, dstate)
+        g = prog.backward(params, xs, state0, dys, dstate)
+        assert set(g) == set(g_ref)
+        for k in g_ref:
+            close(g[k], g_ref[k], f"{model.name} grad {k}")
+
+
+def test_torch_source_reads_like_the_equations():
+    prog = gl.compile(gl.zoo.get("lstm"), backend="torch", optimize=False)
+    src = prog.source
+    assert "import numpy" not in src and "graphlstm" not in src.split('"""', 2)[2]
+    assert "class Lstm(nn.Module):" in src
+    assert "        self.W_f = nn.Parameter(torch.empty((n, n + n_in), dtype=dtype, device=device))" in src
+    assert ("            # f = sigmoid(W_f @ [x, h] + b_f)\n            x_h = torch.cat((x, h), dim=-1)\n"
+            "            f = torch.sigmoid(x_h @ W_f.T + b_f)\n") in src
+    assert "            # h' = o * tanh(c')\n            h_new = o * torch.tanh(c_new)" in src
+    assert src == gl.compile(gl.parse(gl.zoo.source("lstm"), name="lstm"), backend="torch",
+                             optimize=False).source   # deterministic
+
+
+def test_torch_module_is_standalone(tmp_path):
+    """The saved source imports torch only, and runs where graphlstm cannot be imported."""
+    cell = gl.zoo.get("gru_torch")
+    prog = gl.compile(cell, backend="torch")
+    prog.save(tmp_path / "gru_mod.py")
+    script = ("import sys; sys.modules['graphlstm'] = None\n"
+              "import torch, gru_mod\n"
+              "m = gru_mod.GruTorch(n_in=3, n=4, dtype=torch.float64)\n"
+              "ys, st = m(torch.zeros(5, 2, 3, dtype=torch.float64))\n"
+              "ys['h'].sum().backward()\n"
+              "print(tuple(ys['h'].shape), m.W_hn.grad is not None)\n")
+    out = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "(5, 2, 4) True"
+
+
+def test_torch_module_follows_the_device():
+    """No tensor is made on a fixed device: on 'meta' every output stays on 'meta'."""
+    prog = gl.compile(gl.zoo.get("lstm_peephole_diag"), backend="torch")
+    module = prog.module(sizes={"n_in": 3, "n": 4}, device="meta")
+    ys, st = module(torch.zeros(6, 2, 3, device="meta"))
+    assert ys["h"].device.type == "meta" and ys["h"].shape == (6, 2, 4)
+    assert {v.device.type for v in st.values()} == {"meta"}
+
+
+def test_torch_parameter_names_that_clash_with_nn_module():
+    cell = gl.parse("input x[n_in]\nstate h[n]\nh' = tanh(training @ [x, h] + forward)\noutput h'",
+                    name="clash")
+    prog = gl.compile(cell, backend="torch")
+    params, xs, state0, _, _ = random_problem(cell, default_sizes(cell), T=3, B=2)
+    assert set(dict(prog.module(params).named_parameters())) == {"training_", "forward_"}
+    close(prog.forward(params, xs, state0)[0]["h"], gl.compile(cell).forward(params, xs, state0)[0]["h"], "h")
+
+
+def test_torch_module_checks_its_arguments():
+    module = gl.compile(gl.zoo.get("rnn"), backend="torch").module(sizes={"n_in": 3, "n": 4})
+    with pytest.raises(ValueError, match=r"xs\['x'\] has shape \(5, 2, 2\); expected \[T, B, n_in\]"):
+        module(torch.zeros(5, 2, 2))
+    with pytest.raises(ValueError, match="missing"):
+        module({"y": torch.zeros(5, 2, 3)})
+
+
+def test_unknown_backend():
+    with pytest.raises(ValueError, match="unknown backend 'jax'"):
+        gl.compile(gl.zoo.get("rnn"), backend="jax")

@@ -279,6 +279,7 @@ class StepWriter:
         self.lead = lead
         members = set(nodes)
         uses = Counter(s for n in nodes for s in n.src if s in members)
+        keep = set(keep) | {n.src[0] for n in nodes if n.op is Op.NONLIN and _reads_twice(n.arg)}
         lines: list[str] = []
         label = None
         for node in nodes:
@@ -309,6 +310,12 @@ class StepWriter:
             if name == label:
                 return f"{name} = {format_expr(step, node, names)}"
         return None
+
+
+def _reads_twice(fn) -> bool:
+    """Whether a formula reads its variable more than once (swish: u * sigmoid(u)); its
+    operand is then named, not written out twice."""
+    return fn.expr.count(sympy.Symbol("u", real=True)) > 1
 
 
 class ModuleWriter:
@@ -437,8 +444,8 @@ class ModuleWriter:
         for s in states:
             w.env[s] = (self.namer.name(s.arg), ATOM)
         if states:
-            lines.append(f"{I2}{', '.join(w.env[s][0] for s in states)} = "
-                         f"{', '.join(f'state0[{s.arg!r}]' for s in states)}")
+            reads = ", ".join('state0["' + s.arg + '"]' for s in states)
+            lines.append(f"{I2}{', '.join(w.env[s][0] for s in states)} = {reads}")
         ys = {o: self.namer.name(f"ys_{o}") for o in c.outputs}
         lines += [f"{I2}{ys[o]} = []" for o in c.outputs]
         lines.append(f"{I2}for t in range(T):")
@@ -486,7 +493,7 @@ def attribute_paths(params) -> dict[str, str]:
     (`forward`, `training`, ...) gets a trailing underscore."""
     try:
         import torch
-        taken = set(dir(torch.nn.Module)) | CLASS_ATTRS
+        taken = set(dir(torch.nn.Module())) | CLASS_ATTRS
     except ImportError:   # the source can be written without torch
         taken = set(CLASS_ATTRS)
     out = {}

@@ -98,8 +98,8 @@ def test_generated_code_reads_like_the_equations():
     assert "# f = sigmoid(W_f @ [x, h] + b_f)" in src
     assert "# Grad of: c' = f * c + i * g" in src
     assert "c_new = f * c + i * g" in src
-    assert "def forward(params, xs, state0=None):" in src
-    assert "def backward(params, xs, state0, dys, dstate_T=None):" in src
+    assert "def forward(params, xs, state0=None, tape=None):" in src
+    assert "def backward(params, xs, state0, dys, dstate_T=None, tape=None):" in src
     assert "**(-1" not in src and "np.exp(-" not in src   # overflow-free sigmoid
 
 
@@ -129,3 +129,16 @@ def test_bad_arrays_raise_value_error_naming_the_array():
         prog.forward(params, {"x": np.zeros((2, 3, 3), np.int64)})
     with pytest.raises(ValueError, match="missing"):
         prog.forward({k: v for k, v in params.items() if k != "b_f"}, xs)
+
+
+def test_vjp_reuses_the_forward_sweep(any_cell):
+    sizes = default_sizes(any_cell)
+    params, xs, state0, dys, dstate = random_problem(any_cell, sizes, T=4, B=2, seed=4)
+    prog = gl.compile(any_cell)
+    ys, state_T, pullback = prog.vjp(params, xs, state0)
+    expected_ys, _ = prog.forward(params, xs, state0)
+    grads, expected = pullback(dys, dstate), prog.backward(params, xs, state0, dys, dstate)
+    for k in expected_ys:
+        np.testing.assert_array_equal(ys[k], expected_ys[k])
+    for k in expected:
+        np.testing.assert_array_equal(grads[k], expected[k])

@@ -41,6 +41,17 @@ class Program:
         `sum(ys * dys) + sum(state_T * dstate_T)`: backprop through time."""
         return self.module.backward(params, xs, state0, dys, dstate_T)
 
+    def vjp(self, params, xs, state0=None):
+        """`(ys, state_T, pullback)` as `jax.vjp` gives: `pullback(dys, dstate_T=None)`
+        returns the gradients, reusing this forward sweep instead of running it again."""
+        tape: dict = {}
+        ys, state_T = self.module.forward(params, xs, state0, tape)
+
+        def pullback(dys, dstate_T=None):
+            return self.module.backward(params, xs, state0, dys, dstate_T, tape)
+
+        return ys, state_T, pullback
+
     def save(self, path) -> Path:
         """Write the standalone module to `path` (importable without graphlstm)."""
         path = Path(path)

@@ -3,14 +3,16 @@
 The step (after the passes, when optimising) is split into regions by what each value
 depends on:
 
-    once per call    parameters only (packed weights)          before the loop
-    all steps        inputs and parameters, no state           before the loop, [T, B, ...]
-    time loop        anything that reads a state               for t in range(T)
+    once per call    parameters only (packed weights)            before the loop
+    all steps        inputs and parameters, no state             before the loop, [T, B, ...]
+    time loop        anything that reads a state                 for t in range(T)
     after the loop   backward values the recurrence never reads  after the loop, [T, B, ...]
 
-Plain code (`optimize=False`) puts every per-step value in the loop and recomputes the
-forward step inside the backward loop from stored states; optimised code stores the
-activations the backward reads and batches all it can over time.
+`forward(params, xs, state0, tape)` records on a dict `tape` what the backward step reads
+(the states at every step, the stored activations, the hoisted arrays); `backward` reads
+the tape, or makes one by calling `forward`. Plain code (`optimize=False`) stores only the
+states and recomputes every forward value inside the backward loop; optimised code stores
+the activations and batches all it can over time.
 """
 from __future__ import annotations
 
@@ -18,8 +20,8 @@ from typing import Iterable
 
 import sympy
 
-from ..autodiff import grad_name, seed_name, vjp
-from ..ir import Function, Node, Op, toposort
+from ..autodiff import grad_name, vjp
+from ..ir import Function, Node, Op
 from ..shapes import show
 from .emit import Emitter
 from .naming import Namer
@@ -39,10 +41,97 @@ def state_dependent(nodes: Iterable[Node]) -> set[Node]:
 
 
 def _is_expensive(node: Node) -> bool:
-    """Worth storing rather than recomputing: transcendental activations and matmuls."""
+    """Worth storing rather than recomputing: transcendental activations and matmuls (a slice
+    of one is stored as the slice, which is smaller)."""
+    if node.op is Op.SLICE:
+        return _is_expensive(node.src[0])
     if node.op is Op.NONLIN:
         return bool(node.arg.name) and node.arg.name != "identity"
     return node.op in (Op.MATMUL, Op.OUTER, Op.CONCAT)
+
+
+def _closure(roots: Iterable[Node], inside) -> set[Node]:
+    """The nodes reachable from `roots` through operands, staying where `inside(node)`."""
+    out: set[Node] = set()
+    stack = list(roots)
+    while stack:
+        node = stack.pop()
+        if node in out or not inside(node):
+            continue
+        out.add(node)
+        stack.extend(node.src)
+    return out
+
+
+def in_order(nodes: set[Node], fn: Function) -> list[Node]:
+    """A set of nodes in the function's stable order."""
+    order = {n: i for i, n in enumerate(fn.nodes())}
+    return sorted(nodes, key=lambda n: order.get(n, len(order)))
+
+
+class Plan:
+    """Where every value lives: forward regions, the backward loop and after-loop parts,
+    what the forward sweep stores per step and what the backward recomputes."""
+
+    def __init__(self, step: Function, optimize: bool) -> None:
+        from ..passes import optimize_backward
+        self.fwd, self.optimize = step, optimize
+        nodes = [n for n in step.nodes() if not n.op.is_leaf or n.op is Op.ZEROS]
+        stateful = state_dependent(step.nodes())
+        self.const = [n for n in nodes if not n.batched]
+        self.pre = [n for n in nodes if optimize and n.batched and n not in stateful
+                    and n.op is not Op.BCAST]
+        taken = set(self.const) | set(self.pre)
+        self.loop = [n for n in nodes if n not in taken]
+        self.bwd = optimize_backward(vjp(step)) if optimize else vjp(step)
+        self.seeds = self.bwd.meta["seeds"]
+        self._split_backward()
+        self._plan_memory()
+
+    def _split_backward(self) -> None:
+        """Backward nodes the recurrence needs stay in the loop; the rest (optimised) go
+        after it, computed for all steps at once."""
+        fwd_nodes = set(self.fwd.nodes())
+        results = dict(self.bwd.results)
+        grad_state = [results[grad_name(s.arg)] for s in self.fwd.leaves_of(Op.STATE)]
+        recurrent = _closure(grad_state, lambda n: n not in fwd_nodes)
+        backward = [n for n in self.bwd.nodes()
+                    if n not in fwd_nodes and (n.op is Op.ZEROS or not n.op.is_leaf)]
+        self.loop_b = [n for n in backward if n in recurrent or not self.optimize]
+        self.post_b = [n for n in backward if n not in set(self.loop_b)]
+
+    def _plan_memory(self) -> None:
+        """Which forward loop values to store per step (optimised: the expensive ones the
+        backward reaches), which to recompute in the backward loop or after it, and which
+        before-loop arrays the backward reads (all kept on the tape)."""
+        loop_f, available = set(self.loop), set(self.const) | set(self.pre)
+        fwd_nodes = set(self.fwd.nodes())
+        reads = lambda region: [s for n in region for s in n.src if s in loop_f]  # noqa: E731
+        self.stored: set[Node] = set()
+        if self.optimize:
+            self.stored = self._frontier(reads(self.loop_b + self.post_b), loop_f)
+        cheap = lambda n: n in loop_f and n not in self.stored  # noqa: E731
+        self.recompute = in_order(_closure(reads(self.loop_b), cheap), self.fwd)
+        self.recompute_post = in_order(_closure(reads(self.post_b), cheap), self.fwd)
+        everything = self.loop_b + self.post_b + self.recompute + self.recompute_post
+        self.taped = {s for n in everything for s in n.src if s in available and s in fwd_nodes}
+
+    def _frontier(self, roots: list[Node], loop_f: set[Node]) -> set[Node]:
+        """Walk back from what the backward reads; store an expensive value where the walk
+        meets it (and do not look behind it), recompute the cheap ones on the way."""
+        stored: set[Node] = set()
+        seen: set[Node] = set()
+        stack = list(roots)
+        while stack:
+            node = stack.pop()
+            if node in seen or node not in loop_f:
+                continue
+            seen.add(node)
+            if _is_expensive(node):
+                stored.add(node)
+            else:
+                stack.extend(node.src)
+        return stored
 
 
 class ModuleWriter:
@@ -58,6 +147,8 @@ class ModuleWriter:
         self.namer = self.base
         self.texts = step.meta.get("text", {})
         self.helpers: set[str] = set()
+        self.plan = Plan(step, optimize)
+        self.tape_keys: dict[Node, str] = {}
 
     def fresh_namer(self) -> Namer:
         """Each generated function names its locals afresh (leaves and sizes are shared)."""
@@ -69,7 +160,7 @@ class ModuleWriter:
     # -- the module ----------------------------------------------------------------------
     def source(self) -> str:
         fwd = self.forward()
-        bwd = self.backward()
+        bwd = BackwardWriter(self).write()
         parts = [self.header(), "import numpy as np", "", self.constants(), "", fwd, "", bwd,
                  "", "# Helpers", self.prepare()]
         parts += [HELPERS[h].rstrip() + "\n" for h in sorted(self.helpers)]
@@ -77,8 +168,9 @@ class ModuleWriter:
         return "\n".join(parts)
 
     def header(self) -> str:
-        lines = [f'"""{self.cell.name}: forward and backward through time, generated by graphlstm.',
-                 "", "One step:"]
+        kind = "optimised" if self.optimize else "plain: the graph as written, no optimisation passes"
+        lines = [f'"""{self.cell.name}: forward and backward through time, generated by graphlstm '
+                 f'({kind}).', "", "One step:"]
         lines += [f"    {self.equation_text(name)}" for name, _ in self.cell.step.equations]
         lines += ["", "Standalone: needs only NumPy. Arrays are time-major: "
                   + ", ".join(f'xs["{i}"] is {show(("T", "B") + self.cell.shape(i))}'
@@ -86,10 +178,10 @@ class ModuleWriter:
                   "state0[name] is [B, size]; weights follow nn.Linear ([out, in]; a batch "
                   "computes v @ W.T).", "",
                   "    ys, state_T = forward(params, xs, state0=None)",
-                  "    grads = backward(params, xs, state0, dys, dstate_T=None)",
-                  f"{'' if self.optimize else 'Plain code: the graph as written, no optimisation passes.'}",
-                  '"""']
-        return "\n".join(line for line in lines if line is not None)
+                  "    grads = backward(params, xs, state0, dys, dstate_T=None)", "",
+                  "Pass the same dict as `tape` to forward and then backward to run the forward",
+                  "sweep once: backward then reads what forward recorded.", '"""']
+        return "\n".join(lines)
 
     def constants(self) -> str:
         c = self.cell
@@ -106,7 +198,7 @@ class ModuleWriter:
         fn = self.cell.step
         for name, node in fn.equations:
             if name == label:
-                names = {l: l.arg for l in fn.leaves}
+                names = {leaf: leaf.arg for leaf in fn.leaves}
                 names.update({n: e for e, n in fn.equations})
                 return f"{name} = {format_expr(fn, node, names)}"
         return None
@@ -122,10 +214,15 @@ class ModuleWriter:
         return "\n".join(prefix + t for t in texts)
 
     def emitter(self, fn: Function) -> Emitter:
-        em = Emitter(fn, self.namer, {s: v for s, v in self.dims.items()}, self.comment)
+        em = Emitter(fn, self.namer, dict(self.dims), self.comment)
         em.printer.helpers = self.helpers
         em.helpers = self.helpers
         return em
+
+    def shape_text(self, node_or_shape, fn: Function | None = None, lead=("T", "B")) -> str:
+        shape = fn.shapes[node_or_shape] if fn is not None else node_or_shape
+        dims = list(lead) + [self._dim(d) for d in shape]
+        return "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
 
     # -- validation ----------------------------------------------------------------------
     def prepare(self) -> str:
@@ -212,17 +309,9 @@ class ModuleWriter:
         return str(expr.xreplace(named))
 
     # -- forward -------------------------------------------------------------------------
-    def regions(self, fn: Function) -> tuple[list[Node], list[Node], list[Node]]:
-        """(once per call, all steps at once, time loop) for the non-leaf nodes of fn."""
-        nodes = [n for n in fn.nodes() if not n.op.is_leaf or n.op is Op.ZEROS]
-        stateful = state_dependent(fn.nodes())
-        const = [n for n in nodes if not n.batched]
-        if self.optimize:
-            pre = [n for n in nodes if n.batched and n not in stateful and n.op is not Op.BCAST]
-        else:
-            pre = []
-        taken = set(const) | set(pre)
-        return const, pre, [n for n in nodes if n not in taken]
+    def _sizes(self) -> str:
+        names = [self.dims[s] for s in self.cell.sizes]
+        return ", ".join(names) + ("," if len(names) == 1 else "")
 
     def bind_params(self, em: Emitter, fn: Function, used: set[Node]) -> list[str]:
         lines = []
@@ -233,359 +322,239 @@ class ModuleWriter:
         return lines
 
     def forward(self) -> str:
-        c, fn = self.cell, self.step
+        c, fn, plan = self.cell, self.step, self.plan
         self.fresh_namer()
         em = self.emitter(fn)
-        const, pre, loop = self.regions(fn)
-        used = {s for n in fn.nodes() for s in n.src} | {n for _, n in fn.results}
         results = dict(fn.results)
-        out_nodes = [results[o] for o in c.outputs]
-        upd_nodes = [results[s + "'"] for s in c.states]
-        lines = [f"def forward(params, xs, state0=None):",
-                 f'{I1}"""Run {c.name} over a sequence: (ys, state_T), both dicts of arrays."""',
+        outs = [results[o] for o in c.outputs]
+        updates = [results[s + "'"] for s in c.states]
+        states = fn.leaves_of(Op.STATE)
+        lines = ["def forward(params, xs, state0=None, tape=None):",
+                 f'{I1}"""Run {c.name} over a sequence: (ys, state_T), both dicts of arrays.',
+                 f"{I1}With a dict `tape`, also record what `backward` reads.\"\"\"",
                  f"{I1}xs, state0, _, _, T, B, dtype, ({self._sizes()}) = _prepare(params, xs, state0)"]
-        lines += self.bind_params(em, fn, used)
-        lines += self.pre_blocks(em, fn, const, pre, loop, out_nodes + upd_nodes)
-        for s in fn.leaves_of(Op.STATE):
+        lines += self.bind_params(em, fn, {s for n in fn.nodes() for s in n.src} | set(outs))
+        lines += self.before_loop(em, set(outs + updates) | plan.taped)
+        for s in states:
             lines.append(f'{I1}{self.leaf_names[s]} = state0["{s.arg}"]')
             em.bind(s, self.leaf_names[s])
-        ys = {}
-        for o, node in zip(c.outputs, out_nodes):
-            ys[o] = self.namer.name(f"ys_{o}")
-            shape = ", ".join(["T", "B"] + [self._dim(d) for d in fn.shapes[node]])
-            lines.append(f"{I1}{ys[o]} = np.empty(({shape}), dtype)")
+        ys = {o: self.namer.name(f"ys_{o}") for o in c.outputs}
+        lines += [f"{I1}{ys[o]} = np.empty({self.shape_text(n, fn)}, dtype)" for o, n in zip(c.outputs, outs)]
+        seqs = self.tape_sequences(em)
+        if seqs:
+            lines.append(f"{I1}if tape is not None:")
+            lines += [f"{I2}{name} = np.empty({shape}, dtype)" for name, shape, _ in seqs]
         lines.append(f"{I1}for t in range(T):")
-        body = self.loop_inputs(em, fn, loop)
-        body += self.bind_pre(em, pre, loop)
-        body += em.block(loop, I2, 1, keep=set(out_nodes + upd_nodes) & set(loop))
-        body += [f"{I2}{ys[o]}[t] = {em.expr(n)[0]}" for o, n in zip(c.outputs, out_nodes)]
-        if c.states:
-            body.append(f"{I2}{', '.join(self.leaf_names[s] for s in fn.leaves_of(Op.STATE))} = "
-                        f"{', '.join(em.expr(n)[0] for n in upd_nodes)}")
-        lines += body if any(l.strip() for l in body) else [f"{I2}pass"]
+        body = self.loop_inputs(em, fn, plan.loop, I2)
+        self.index_pre(em)
+        body += em.block(plan.loop, I2, 1, keep=set(outs + updates) | plan.stored)
+        body += [f"{I2}{ys[o]}[t] = {em.expr(n)[0]}" for o, n in zip(c.outputs, outs)]
+        if seqs:
+            body.append(f"{I2}if tape is not None:")
+            body += [f"{I3}{name}[t] = {em.expr(node)[0]}" for name, _, node in seqs]
+        if states:
+            body.append(f"{I2}{', '.join(self.leaf_names[s] for s in states)} = "
+                        f"{', '.join(em.expr(n)[0] for n in updates)}")
+        lines += body if any(line.strip() for line in body) else [f"{I2}pass"]
+        lines += self.record_tape(em, seqs)
         ys_text = ", ".join(f'"{o}": {ys[o]}' for o in c.outputs)
-        st_text = ", ".join(f'"{s.arg}": {self.leaf_names[s]}' for s in fn.leaves_of(Op.STATE))
+        st_text = ", ".join(f'"{s.arg}": {self.leaf_names[s]}' for s in states)
         lines.append(f"{I1}return {{{ys_text}}}, {{{st_text}}}")
         return "\n".join(lines) + "\n"
 
-    def _sizes(self) -> str:
-        names = [self.dims[s] for s in self.cell.sizes]
-        return ", ".join(names) + ("," if len(names) == 1 else "")
-
-    def pre_blocks(self, em: Emitter, fn: Function, const, pre, loop, extra_keep) -> list[str]:
+    def before_loop(self, em: Emitter, needed_later: set[Node]) -> list[str]:
         """Values computed before the loop: once per call, then for all steps at once."""
-        lines = []
-        later = set(loop) | set(extra_keep)
-        keep_const = {n for n in const if any(u in later or u in set(pre) for u in self.users(fn, n))} \
-            | (set(const) & set(extra_keep))
-        if const:
-            block = em.block(const, I1, 0, keep=keep_const)
+        plan, fn, lines = self.plan, self.step, []
+        loop = set(plan.loop)
+        used_by = lambda region: {s for n in region for s in n.src}  # noqa: E731
+        if plan.const:
+            keep = (set(plan.const) & (used_by(plan.pre) | used_by(plan.loop) | needed_later))
+            block = em.block(plan.const, I1, 0, keep=keep)
             if block:
                 lines += [f"{I1}# Once per call: parameters only"] + block
-        if pre:
+        if plan.pre:
             for leaf in fn.leaves_of(Op.INPUT):
-                if any(leaf in n.src for n in pre):
+                if any(leaf in n.src for n in plan.pre):
                     lines.append(f'{I1}{self.seq_names[leaf]} = xs["{leaf.arg}"]')
                     em.bind(leaf, self.seq_names[leaf])
-            keep_pre = {n for n in pre if any(u in later for u in self.users(fn, n))} \
-                | (set(pre) & set(extra_keep))
-            names = {n: em.name(n) for n in keep_pre}
+            keep = set(plan.pre) & (used_by(loop) | needed_later)
             lines += [f"{I1}# All steps at once: inputs and parameters, no state"]
-            lines += em.block(pre, I1, 2, keep=keep_pre, names=names)
-            for leaf in fn.leaves_of(Op.INPUT):
-                em.forget([leaf])
+            lines += em.block(plan.pre, I1, 2, keep=keep)
+            em.forget(fn.leaves_of(Op.INPUT))
         return lines
 
-    def users(self, fn: Function, node: Node) -> list[Node]:
-        if not hasattr(self, "_users") or self._users[0] is not fn:
-            table: dict[Node, list[Node]] = {}
-            for n in fn.nodes():
-                for s in n.src:
-                    table.setdefault(s, []).append(n)
-            self._users = (fn, table)
-        return self._users[1].get(node, [])
+    def index_pre(self, em: Emitter) -> None:
+        """Inside the loop, an all-steps array is read at step t."""
+        for node in self.plan.pre:
+            if node in em.env and em.env[node][0].isidentifier():
+                em.bind(node, f"{em.env[node][0]}[t]")
 
-    def loop_inputs(self, em: Emitter, fn: Function, loop: list[Node]) -> list[str]:
+    def unindex_pre(self, em: Emitter) -> None:
+        for node in self.plan.pre:
+            if node in em.env and em.env[node][0].endswith("[t]"):
+                em.bind(node, em.env[node][0][:-3])
+
+    def tape_sequences(self, em: Emitter) -> list[tuple[str, str, Node]]:
+        """(name, shape, node) of every per-step array the tape keeps: states, then stored."""
+        fn, out = self.step, []
+        for s in fn.leaves_of(Op.STATE):
+            out.append((self.seq_names[s], self.shape_text(s, fn), s))
+        for node in in_order(self.plan.stored, fn):
+            out.append((em.name(node, "_seq"), self.shape_text(node, fn), node))
+        return out
+
+    def record_tape(self, em: Emitter, seqs) -> list[str]:
+        """`tape.update(...)`: the per-step arrays and the before-loop arrays backward reads."""
+        items = [(name, name) for name, _, _ in seqs]
+        self.tape_keys = {node: name for name, _, node in seqs}
+        self.unindex_pre(em)
+        for node in in_order(self.plan.taped, self.step):
+            text = em.expr(node)[0]
+            if text.isidentifier():
+                items.append((text, text))
+                self.tape_keys[node] = text
+        if not items:
+            return []
+        pairs = ", ".join(f'"{key}": {value}' for key, value in items)
+        return [f"{I1}if tape is not None:", f"{I2}tape.update({{{pairs}}})"]
+
+    def loop_inputs(self, em: Emitter, fn: Function, region: list[Node], indent: str) -> list[str]:
         lines = []
+        results = {n for _, n in fn.results}
         for leaf in fn.leaves_of(Op.INPUT):
-            if any(leaf in n.src for n in loop) or leaf in [n for _, n in fn.results]:
-                lines.append(f'{I2}{self.leaf_names[leaf]} = xs["{leaf.arg}"][t]')
+            if any(leaf in n.src for n in region) or leaf in results:
+                lines.append(f'{indent}{self.leaf_names[leaf]} = xs["{leaf.arg}"][t]')
                 em.bind(leaf, self.leaf_names[leaf])
         return lines
 
-    def bind_pre(self, em: Emitter, pre: list[Node], loop: list[Node]) -> list[str]:
-        for node in pre:
-            if node in em.env and em.env[node][1] == ATOM and em.env[node][0].isidentifier():
-                em.bind(node, f"{em.env[node][0]}[t]")
-        return []
-
-    # -- backward ------------------------------------------------------------------------
-    def backward(self) -> str:
-        return BackwardWriter(self).write()
-
 
 class BackwardWriter:
-    """Backprop through time: a forward sweep that keeps what the backward step reads, a
-    reversed loop over the recurrence, and (optimised) a batched pass after the loop."""
+    """Backprop through time: read the tape, run the recurrence backwards, then (optimised)
+    compute everything the recurrence does not need for all steps at once."""
 
     def __init__(self, mw: ModuleWriter) -> None:
-        from ..passes import optimize_backward
-        self.mw, self.cell, self.fwd = mw, mw.cell, mw.step
-        self.bwd = optimize_backward(vjp(self.fwd)) if mw.optimize else vjp(self.fwd)
-        self.seeds = self.bwd.meta["seeds"]
+        self.mw, self.cell, self.plan = mw, mw.cell, mw.plan
+        self.fwd, self.bwd, self.seeds = mw.step, mw.plan.bwd, mw.plan.seeds
+        self.results = dict(self.bwd.results)
 
     def write(self) -> str:
-        mw, c, fwd, bwd = self.mw, self.cell, self.fwd, self.bwd
-        fwd_nodes = set(fwd.nodes())
-        results = dict(bwd.results)
-        state_leaves = fwd.leaves_of(Op.STATE)
-        grad_state = [results[grad_name(s.arg)] for s in state_leaves]
-        recurrent = self._closure(grad_state, stop=fwd_nodes)
-        backward_nodes = [n for n in bwd.nodes() if n not in fwd_nodes and n.op is not Op.INPUT]
-        if mw.optimize:
-            loop_b = [n for n in backward_nodes if n in recurrent]
-            post_b = [n for n in backward_nodes if n not in recurrent]
-        else:
-            loop_b, post_b = backward_nodes, []
-        const, pre, loop_f = mw.regions(fwd)
+        mw, plan = self.mw, self.plan
         mw.fresh_namer()
-        em = mw.emitter(bwd)
-        lines = ["def backward(params, xs, state0, dys, dstate_T=None):",
+        em = mw.emitter(self.bwd)
+        lines = ["def backward(params, xs, state0, dys, dstate_T=None, tape=None):",
                  f'{I1}"""Backprop through time: the gradient of sum(ys * dys) + sum(state_T * dstate_T)',
-                 f"{I1}for every parameter, every input step and the initial state, as one dict.\"\"\"",
+                 f"{I1}for every parameter, every input step and the initial state, as one dict.",
+                 f"{I1}`tape`: the dict a forward call with the same arguments filled (else one is made).\"\"\"",
                  f"{I1}xs, state0, dys, dstate_T, T, B, dtype, ({mw._sizes()}) = "
-                 f"_prepare(params, xs, state0, dys, dstate_T, backward=True)"]
-        used = {s for n in bwd.nodes() for s in n.src}
-        lines += mw.bind_params(em, bwd, used)
-        upd_nodes = [dict(fwd.results)[s.arg + "'"] for s in state_leaves]
-        # What the backward reads of the forward step, and how it gets it.
-        needed_f = self._forward_needs(loop_b + post_b, fwd_nodes)
-        stored = self._stored(needed_f, set(loop_f)) if mw.optimize else set()
-        lines += mw.pre_blocks(em, fwd, const, pre, loop_f, upd_nodes + sorted_nodes(stored, fwd))
-        pre_set = set(pre)
-        lines += self.forward_sweep(em, loop_f, upd_nodes, stored, pre)
-        # the backward loop
-        lines += self.backward_loop(em, loop_b, post_b, stored, pre_set, loop_f, fwd_nodes)
+                 f"_prepare(params, xs, state0, dys, dstate_T, backward=True)",
+                 f"{I1}if tape is None:",
+                 f"{I2}tape = {{}}",
+                 f"{I2}forward(params, xs, state0, tape)"]
+        lines += mw.bind_params(em, self.bwd, {s for n in self.bwd.nodes() for s in n.src})
+        lines += self.read_tape(em)
+        lines += self.loop(em)
+        lines += self.after_loop(em)
+        grads = [f'"{l.arg}": {self.grads[l.arg]}' for l in self.fwd.leaves if l.op is not Op.STATE]
+        grads += [f'"{s.arg}": {self.carried[s]}' for s in self.fwd.leaves_of(Op.STATE)]
+        lines.append(f"{I1}return {{" + ", ".join(grads) + "}")
         return "\n".join(lines) + "\n"
 
-    # -- planning --------------------------------------------------------------------------
-    def _closure(self, roots: list[Node], stop: set[Node]) -> set[Node]:
-        """Backward nodes the roots depend on, not looking into forward nodes."""
-        out: set[Node] = set()
-        stack = list(roots)
-        while stack:
-            node = stack.pop()
-            if node in out or node in stop:
-                continue
-            out.add(node)
-            stack.extend(node.src)
-        return out
-
-    def _forward_needs(self, nodes: list[Node], fwd_nodes: set[Node]) -> set[Node]:
-        return {s for n in nodes for s in n.src if s in fwd_nodes}
-
-    def _stored(self, needed: set[Node], loop_f: set[Node]) -> set[Node]:
-        """Forward loop values to keep per step; the rest is recomputed from them."""
-        stored: set[Node] = set()
-        stack = [n for n in needed if n in loop_f]
-        seen: set[Node] = set()
-        while stack:
-            node = stack.pop()
-            if node in seen or node not in loop_f:
-                continue
-            seen.add(node)
-            if _is_expensive(node):
-                stored.add(node)
-            else:
-                stack.extend(node.src)
-        return stored
-
-    # -- the forward sweep -----------------------------------------------------------------
-    def forward_sweep(self, em: Emitter, loop_f, upd_nodes, stored, pre) -> list[str]:
-        mw, fwd = self.mw, self.fwd
+    def read_tape(self, em: Emitter) -> list[str]:
         lines = []
-        for s in fwd.leaves_of(Op.STATE):
-            lines.append(f'{I1}{mw.leaf_names[s]} = state0["{s.arg}"]')
-            em.bind(s, mw.leaf_names[s])
-        self.state_seq = {}
-        for s in fwd.leaves_of(Op.STATE):
-            self.state_seq[s] = mw.seq_names[s]
-            shape = ", ".join(["T", "B"] + [mw._dim(d) for d in fwd.shapes[s]])
-            lines.append(f"{I1}{mw.seq_names[s]} = np.empty(({shape}), dtype)")
-        self.stored_seq = {}
-        for node in sorted_nodes(stored, fwd):
-            name = em.name(node, "_seq")
-            self.stored_seq[node] = name
-            shape = ", ".join(["T", "B"] + [mw._dim(d) for d in fwd.shapes[node]])
-            lines.append(f"{I1}{name} = np.empty(({shape}), dtype)")
-        if not fwd.leaves_of(Op.STATE) and not stored:
-            return lines
-        lines.append(f"{I1}# Forward sweep, keeping what the backward step reads")
-        lines.append(f"{I1}for t in range(T):")
-        body = [f"{I2}{mw.seq_names[s]}[t] = {mw.leaf_names[s]}" for s in fwd.leaves_of(Op.STATE)]
-        needed = self._closure_fwd(list(upd_nodes) + list(stored), set(loop_f))
-        sweep = [n for n in loop_f if n in needed]
-        body += mw.loop_inputs(em, fwd, sweep)
-        mw.bind_pre(em, pre, sweep)
-        body += em.block(sweep, I2, 1, keep=(set(upd_nodes) | set(stored)) & set(sweep))
-        body += [f"{I2}{self.stored_seq[n]}[t] = {em.expr(n)[0]}" for n in sorted_nodes(stored, fwd)]
-        if fwd.leaves_of(Op.STATE):
-            body.append(f"{I2}{', '.join(mw.leaf_names[s] for s in fwd.leaves_of(Op.STATE))} = "
-                        f"{', '.join(em.expr(n)[0] for n in upd_nodes)}")
-        em.forget(sweep)
-        em.forget(fwd.leaves_of(Op.INPUT))
-        for node in pre:
-            if node in em.env and em.env[node][0].endswith("[t]"):
-                em.bind(node, em.env[node][0][:-3])
-        return lines + body
-
-    def _closure_fwd(self, roots, region: set[Node]) -> set[Node]:
-        out: set[Node] = set()
-        stack = list(roots)
-        while stack:
-            node = stack.pop()
-            if node in out or node not in region:
-                continue
-            out.add(node)
-            stack.extend(node.src)
-        return out
-
-    # -- the backward loop -----------------------------------------------------------------
-    def backward_loop(self, em: Emitter, loop_b, post_b, stored, pre, loop_f, fwd_nodes) -> list[str]:
-        mw, c, fwd, bwd = self.mw, self.cell, self.fwd, self.bwd
-        results = dict(bwd.results)
-        lines: list[str] = []
-        state_leaves = fwd.leaves_of(Op.STATE)
-        carried = {}
-        for s in state_leaves:
-            seed = self.seeds[s.arg + "'"]
-            carried[s] = em.name(seed)
-            lines.append(f'{I1}{carried[s]} = dstate_T["{s.arg}"]')
-        grads: dict[str, str] = {}
-        accumulate: list[tuple[Node, str]] = []
-        loop_set, post_set = set(loop_b), set(post_b)
-        # gradient results: parameters accumulate (plain) or come after the loop
-        for leaf in fwd.leaves:
-            node = results[grad_name(leaf.arg)]
-            if leaf.op is Op.STATE:
-                continue
-            name = em.namer.name(grad_name(leaf.arg) if leaf.op is Op.PARAM else grad_name(leaf.arg) + "_seq")
-            grads[leaf.arg] = name
-            if node.op is Op.ZEROS:
-                shape = ", ".join(([] if leaf.op is Op.PARAM else ["T", "B"])
-                                  + [mw._dim(d) for d in fwd.shapes[leaf]])
-                lines.append(f"{I1}{name} = np.zeros(({shape}{',' if shape.count(',') == 0 else ''}), dtype)")
-            elif node in loop_set or node not in post_set:
-                if leaf.op is Op.PARAM:
-                    lines.append(f"{I1}{name} = np.zeros_like({mw.leaf_names[leaf]})")
-                else:
-                    shape = ", ".join(["T", "B"] + [mw._dim(d) for d in fwd.shapes[leaf]])
-                    lines.append(f"{I1}{name} = np.empty(({shape}), dtype)")
-                accumulate.append((leaf, name))
-        # backward values the post pass reads from the loop, stored per step
-        state_seeds = {self.seeds[s.arg + "'"] for s in state_leaves}
-        post_needs = {s for n in post_b for s in n.src if s in loop_set or s in state_seeds}
-        post_store = {n: em.name(n, "_seq") for n in sorted_nodes(post_needs, bwd)}
-        for node, name in post_store.items():
-            shape = ", ".join(["T", "B"] + [mw._dim(d) for d in bwd.shapes[node]])
-            lines.append(f"{I1}{name} = np.empty(({shape}), dtype)")
-        lines.append(f"{I1}# Backward through time")
-        lines.append(f"{I1}for t in range(T - 1, -1, -1):")
-        body: list[str] = []
-        # forward values at step t: leaves, stored values, pre values; the rest recomputed
-        for s in state_leaves:
-            em.bind(s, f"{self.state_seq[s]}[t]")
-        for leaf in fwd.leaves_of(Op.INPUT):
-            em.bind(leaf, f'xs["{leaf.arg}"][t]')
-        for node, name in self.stored_seq.items():
-            em.bind(node, f"{name}[t]")
-        for node in pre:
-            if node in em.env and em.env[node][0].isidentifier():
-                em.bind(node, f"{em.env[node][0]}[t]")
-        for o in c.outputs:
-            em.bind(self.seeds[o], f'dys["{o}"][t]')
-        for s in state_leaves:
-            em.bind(self.seeds[s.arg + "'"], carried[s])
-        recompute = self._recompute(loop_b, set(loop_f), stored)
-        result_names = {}
-        for leaf in fwd.leaves:
-            node = results[grad_name(leaf.arg)]
-            if node in loop_set and node not in result_names:
-                result_names[node] = em.namer.name(grad_name(leaf.arg))
-        keep = set(result_names) | set(post_store)
-        body += em.block(recompute + loop_b, I2, 1, keep=keep & set(recompute + loop_b),
-                         names=result_names)
-        self.loop_values = set(recompute) | set(loop_b) | state_seeds
-        for leaf, name in accumulate:
-            expr = em.expr(results[grad_name(leaf.arg)])[0]
-            body.append(f"{I2}{name} += {expr}" if leaf.op is Op.PARAM else f"{I2}{name}[t] = {expr}")
-        for node, name in post_store.items():
-            body.append(f"{I2}{name}[t] = {em.expr(node)[0]}")
-        if state_leaves:
-            body.append(f"{I2}{', '.join(carried[s] for s in state_leaves)} = "
-                        f"{', '.join(em.expr(results[grad_name(s.arg)])[0] for s in state_leaves)}")
-        lines += body if body else [f"{I2}pass"]
-        lines += self.post(em, post_b, post_store, pre, fwd_nodes, grads)
-        out = [f'"{l.arg}": {grads[l.arg]}' for l in fwd.leaves if l.op is not Op.STATE]
-        out += [f'"{s.arg}": {carried[s]}' for s in state_leaves]
-        lines.append(f"{I1}return {{" + ", ".join(out) + "}")
+        for node, key in self.mw.tape_keys.items():
+            name = em.namer.name(key)
+            lines.append(f'{I1}{name} = tape["{key}"]')
+            em.bind(node, name)
+        self.tape_names = {node: em.env[node][0] for node in self.mw.tape_keys}
         return lines
 
-    def _recompute(self, loop_b, loop_f: set[Node], stored: set[Node]) -> list[Node]:
-        """Forward loop values the backward loop reads that were not stored: recompute."""
-        stack = [s for n in loop_b for s in n.src if s in loop_f and s not in stored]
-        need: set[Node] = set()
-        while stack:
-            node = stack.pop()
-            if node in need or node in stored or node not in loop_f:
+    def grad_targets(self, em: Emitter) -> list[str]:
+        """Name and initialise each gradient: accumulated in the loop, or made after it."""
+        mw, lines = self.mw, []
+        self.grads, self.accumulate = {}, []
+        post = set(self.plan.post_b)
+        for leaf in self.fwd.leaves:
+            node = self.results[grad_name(leaf.arg)]
+            if leaf.op is Op.STATE:
                 continue
-            need.add(node)
-            stack.extend(node.src)
-        return [n for n in self.fwd.nodes() if n in need]
+            is_param = leaf.op is Op.PARAM
+            name = em.namer.name(grad_name(leaf.arg) + ("" if is_param else "_seq"))
+            self.grads[leaf.arg] = name
+            lead = () if is_param else ("T", "B")
+            if node.op is Op.ZEROS:
+                lines.append(f"{I1}{name} = np.zeros({mw.shape_text(leaf, self.fwd, lead)}, dtype)")
+            elif node not in post:
+                init = f"np.zeros_like({mw.leaf_names[leaf]})" if is_param else \
+                    f"np.empty({mw.shape_text(leaf, self.fwd, lead)}, dtype)"
+                lines.append(f"{I1}{name} = {init}")
+                self.accumulate.append((leaf, name))
+        return lines
 
-    # -- after the loop --------------------------------------------------------------------
-    def post(self, em: Emitter, post_b, post_store, pre, fwd_nodes, grads) -> list[str]:
-        if not post_b:
+    def loop(self, em: Emitter) -> list[str]:
+        mw, plan, fwd = self.mw, self.plan, self.fwd
+        states = fwd.leaves_of(Op.STATE)
+        self.carried = {s: em.name(self.seeds[s.arg + "'"]) for s in states}
+        lines = [f'{I1}{self.carried[s]} = dstate_T["{s.arg}"]' for s in states]
+        lines += self.grad_targets(em)
+        state_seeds = {self.seeds[s.arg + "'"] for s in states}
+        loop_set = set(plan.loop_b)
+        post_reads = {s for n in plan.post_b for s in n.src if s in loop_set or s in state_seeds}
+        self.post_store = {n: em.name(n, "_seq") for n in in_order(post_reads, self.bwd)}
+        lines += [f"{I1}{name} = np.empty({mw.shape_text(n, self.bwd)}, dtype)"
+                  for n, name in self.post_store.items()]
+        lines += [f"{I1}# Backward through time", f"{I1}for t in range(T - 1, -1, -1):"]
+        self.bind_step(em)
+        for s in states:
+            em.bind(self.seeds[s.arg + "'"], self.carried[s])
+        names = {}
+        for leaf in fwd.leaves:
+            node = self.results[grad_name(leaf.arg)]
+            if node in loop_set and node not in names:
+                names[node] = em.namer.name(grad_name(leaf.arg))
+        region = plan.recompute + plan.loop_b
+        body = mw.loop_inputs(em, fwd, region, I2)
+        body += em.block(region, I2, 1, keep=(set(names) | set(self.post_store)) & set(region),
+                         names=names)
+        for leaf, name in self.accumulate:
+            expr = em.expr(self.results[grad_name(leaf.arg)])[0]
+            body.append(f"{I2}{name} += {expr}" if leaf.op is Op.PARAM else f"{I2}{name}[t] = {expr}")
+        body += [f"{I2}{name}[t] = {em.expr(n)[0]}" for n, name in self.post_store.items()]
+        if states:
+            body.append(f"{I2}{', '.join(self.carried[s] for s in states)} = "
+                        f"{', '.join(em.expr(self.results[grad_name(s.arg)])[0] for s in states)}")
+        em.forget(set(region) | state_seeds | set(fwd.leaves_of(Op.INPUT)))
+        return lines + (body if body else [f"{I2}pass"])
+
+    def bind_step(self, em: Emitter) -> None:
+        """Forward values at step t: states, stored activations, all-steps arrays, seeds."""
+        for node, name in self.tape_names.items():
+            if node.op is Op.STATE or node in self.plan.stored or node in set(self.plan.pre):
+                em.bind(node, f"{name}[t]")
+        for o in self.cell.outputs:
+            em.bind(self.seeds[o], f'dys["{o}"][t]')
+
+    def after_loop(self, em: Emitter) -> list[str]:
+        plan, fwd = self.plan, self.fwd
+        if not plan.post_b:
             return []
-        mw, fwd, bwd = self.mw, self.fwd, self.bwd
-        results = dict(bwd.results)
-        em.forget(self.loop_values)          # per-step names from the loop mean nothing here
-        for node, name in post_store.items():
+        for node, name in self.tape_names.items():
             em.bind(node, name)
-        for s in fwd.leaves_of(Op.STATE):
-            em.bind(s, self.state_seq[s])
+        for node, name in self.post_store.items():
+            em.bind(node, name)
         for leaf in fwd.leaves_of(Op.INPUT):
             em.bind(leaf, f'xs["{leaf.arg}"]')
-        for node, name in self.stored_seq.items():
-            em.bind(node, name)
-        for node in pre:
-            if node in em.env and em.env[node][0].endswith("[t]"):
-                em.bind(node, em.env[node][0][:-3])
         for o in self.cell.outputs:
             em.bind(self.seeds[o], f'dys["{o}"]')
-        # forward values the post pass reads, recomputed over all steps
-        need: set[Node] = set()
-        stack = [s for n in post_b for s in n.src if s in fwd_nodes]
-        while stack:
-            node = stack.pop()
-            if node in need or node in em.env:
-                continue
-            need.add(node)
-            stack.extend(node.src)
-        recompute = [n for n in fwd.nodes() if n in need]
         targets, copies = {}, []
+        post = set(plan.post_b)
         for leaf in fwd.leaves:
-            node = results[grad_name(leaf.arg)]
-            if leaf.op is not Op.STATE and node in set(post_b):
-                if node in targets:   # two parameters with one gradient (b_ir, b_hr)
-                    copies.append(f"{I1}{grads[leaf.arg]} = {targets[node]}.copy()")
-                else:
-                    targets[node] = grads[leaf.arg]
+            node = self.results[grad_name(leaf.arg)]
+            if leaf.op is Op.STATE or node not in post:
+                continue
+            if node in targets:   # two parameters with one gradient (b_ir, b_hr)
+                copies.append(f"{I1}{self.grads[leaf.arg]} = {targets[node]}.copy()")
+            else:
+                targets[node] = self.grads[leaf.arg]
         lines = [f"{I1}# After the loop: all steps at once"]
-        lines += em.block(recompute + post_b, I1, 2, keep=set(targets), names=targets)
+        lines += em.block(plan.recompute_post + plan.post_b, I1, 2, keep=set(targets), names=targets)
         return lines + copies
-
-
-def sorted_nodes(nodes: set[Node], fn: Function) -> list[Node]:
-    order = {n: i for i, n in enumerate(fn.nodes())}
-    return sorted(nodes, key=lambda n: order.get(n, len(order)))

@@ -66,6 +66,17 @@ def renderer() -> tuple[Callable, Callable]:
     return render, latex
 
 
+def draw(target, path: str | Path | None, fmt: str, highlight=None):
+    """`render`, with a missing Graphviz turned into a one-line error with its install hint."""
+    render, _ = renderer()
+    try:
+        return render(target, path, format=fmt, highlight=highlight)
+    except RuntimeError as e:
+        if type(e).__name__ == "GraphvizNotFound":
+            raise CLIError(str(e)) from None
+        raise
+
+
 # -- render -----------------------------------------------------------------------------------
 def render_target(cell, unroll: int | None, backward: bool):
     """What to draw: the cell, its unrolled graph or its backward step."""
@@ -87,19 +98,19 @@ def output_format(output: str | None, fmt: str | None) -> str:
 
 
 def cmd_render(args) -> int:
-    render, _ = renderer()
+    renderer()
     if args.unroll is not None and args.unroll < 1:
         raise CLIError(f"--unroll wants a positive number of steps, got {args.unroll}")
     target = render_target(load_cell(args.cell), args.unroll, args.backward)
     fmt = output_format(args.output, args.format)
     highlight = args.highlight or None
     if args.output:
-        path = render(target, args.output, format=fmt, highlight=highlight)
+        path = draw(target, args.output, fmt, highlight)
         print(f"wrote {path}", file=sys.stderr)
         return 0
     if fmt in ("png", "pdf"):
         raise CLIError(f"{fmt} is binary: give a file with -o FILE")
-    sys.stdout.write(render(target, format=fmt, highlight=highlight))
+    sys.stdout.write(draw(target, None, fmt, highlight))
     return 0
 
 
@@ -210,14 +221,14 @@ def cmd_zoo(args) -> int:
 # -- demo -------------------------------------------------------------------------------------
 def demo_diagrams(cell, out: Path) -> list[tuple[Path, str]]:
     """The cell, 3 steps unrolled and the backward step, as SVG files."""
-    render, _ = renderer()
+    renderer()
     jobs = [(cell, "lstm.svg", "the cell, one step"),
             (render_target(cell, 3, False), "lstm_unrolled.svg", "3 steps unrolled"),
             (render_target(cell, None, True), "lstm_backward.svg", "the backward step")]
     done = []
     for obj, name, what in jobs:
         print(f"  drawing {what} ...", file=sys.stderr)
-        done.append((Path(render(obj, out / name, format="svg")), what))
+        done.append((Path(draw(obj, out / name, "svg")), what))
     return done
 
 
@@ -343,7 +354,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
     except Exception as e:  # noqa: BLE001 - a bug in graphlstm: still no traceback
-        return fail(e, prefix=f"internal error ({type(e).__name__}, please report): ")
+        return fail(e, prefix=f"internal error ({type(e).__name__}, please report)")
 
 
 def fail(error: BaseException, prefix: str = "") -> int:
@@ -353,7 +364,8 @@ def fail(error: BaseException, prefix: str = "") -> int:
     message = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
     if isinstance(error, OSError) and error.filename and error.strerror:
         message = f"{error.strerror}: {error.filename}"
-    print(f"{PROG}: error: {prefix}{message}", file=sys.stderr)
+    text = ": ".join(part for part in (prefix, message) if part)
+    print(f"{PROG}: error: {text}", file=sys.stderr)
     return 1
 
 

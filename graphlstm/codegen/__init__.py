@@ -63,6 +63,13 @@ class Program:
         return f"<Program {self.cell.name} ({kind}), {len(self.source.splitlines())} lines>"
 
 
+def generate(cell, optimize: bool = True, backward: bool = True) -> str:
+    """The text of the standalone NumPy module of a cell (forward only with backward=False)."""
+    from ..passes import optimize_step
+    step = optimize_step(cell.step) if optimize else cell.step
+    return ModuleWriter(cell, step, optimize, backward).source()
+
+
 def compile(cell, optimize: bool = True, backend: str = "numpy") -> Program:
     """Generate, load and cache the NumPy module of a cell.
 
@@ -75,9 +82,7 @@ def compile(cell, optimize: bool = True, backend: str = "numpy") -> Program:
     per_cell = _CACHE.setdefault(cell, {})
     if key in per_cell:
         return per_cell[key]
-    from ..passes import optimize_step
-    step = optimize_step(cell.step) if optimize else cell.step
-    source = ModuleWriter(cell, step, optimize).source()
+    source = generate(cell, optimize)
     structural = (source, optimize)
     program = _BY_SOURCE.get(structural)
     if program is None or program.cell.name != cell.name:

@@ -4,7 +4,11 @@ HELPERS = {
     "_sigmoid": '''
 def _sigmoid(x):
     """The logistic function as 0.5 * tanh(x / 2) + 0.5: one transcendental, never overflows."""
-    return 0.5 * np.tanh(0.5 * x) + 0.5
+    y = np.multiply(x, 0.5)
+    np.tanh(y, out=y)
+    y *= 0.5
+    y += 0.5
+    return y
 ''',
     "_flat": '''
 def _flat(a):

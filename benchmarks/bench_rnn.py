@@ -362,6 +362,18 @@ def print_header(threads: int) -> None:
         gl.compile(gl.zoo.get(cell))
         print(f"  gl.compile({cell}): {time.perf_counter() - start:.3f} s", end="")
     print("\nTimes: one forward + backward through time, ms (see benchmarks/README.md)")
+    print_load()
+
+
+def print_load(final: bool = False) -> None:
+    """The system's load average, with a warning when other work competes for the CPUs
+    (at the end, the load includes this benchmark's own threads)."""
+    load = os.getloadavg()[0]
+    busy = load > (os.cpu_count() or 1) if final else load > 0.5
+    print(f"\nload average (1 min){' at the end, with this benchmark' if final else ''}:"
+          f" {load:.2f} on {os.cpu_count()} CPUs"
+          + ("  WARNING: other processes compete for the CPUs; multi-threaded timings"
+             " (BLAS, torch) suffer most and ratios are unreliable" if busy else ""))
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -394,6 +406,7 @@ def main(argv: list[str] | None = None) -> None:
             print_results(results[-1])
             sys.stdout.flush()
     print_targets(results)
+    print_load(final=True)
     if not args.no_memory:
         print_memory(CONFIGS["large"], tuple(args.dtypes.split(",")))
     if args.json:

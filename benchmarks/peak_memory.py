@@ -9,8 +9,8 @@ it once per contender and dtype, with glibc's mmap threshold pinned
 
 Method: build the inputs and the contender (imports, parameters, the compiled program or the
 torch module), run it once to warm up (lazy initialisation: BLAS buffers, torch's autograd
-engine and thread pools), drop its outputs, and read the resident set size (VmRSS) as the
-baseline. Reset the kernel's peak-RSS counter (write "5" to /proc/self/clear_refs, Linux >= 4.0),
+engine and thread pools), drop its outputs, return free heap pages to the system
+(malloc_trim), and read the resident set size (VmRSS) as the baseline. Reset the kernel's peak-RSS counter (write "5" to /proc/self/clear_refs, Linux >= 4.0),
 run once more, and read the peak (VmHWM). rss_mb = peak - baseline: everything the forward +
 backward allocates and touches, including the gradients it returns, but not its inputs.
 For the NumPy contenders, traced_mb is the peak that tracemalloc sees during a third run (NumPy
@@ -18,6 +18,7 @@ reports every array buffer to it): the same quantity counted array by array, as 
 """
 from __future__ import annotations
 
+import ctypes
 import gc
 import json
 import sys
@@ -44,10 +45,12 @@ def reset_peak() -> None:
 
 
 def clear(contender: bench_rnn.Contender) -> None:
-    """Drop gradients a torch contender keeps in `.grad`, and garbage."""
+    """Drop gradients a torch contender keeps in `.grad` and garbage, and hand free heap
+    pages back to the system (glibc's malloc_trim), so the baseline holds only live data."""
     for leaf in contender.leaves:
         leaf.grad = None
     gc.collect()
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def rss_peak_mb(contender: bench_rnn.Contender) -> float:

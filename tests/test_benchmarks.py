@@ -147,3 +147,9 @@ def test_benchmark_runs_on_a_tiny_config(capsys):
     bench_rnn.print_results(results)
     out = capsys.readouterr().out
     assert "nn.LSTM" in out and "roofline" in out and "mgu" in out
+
+
+def test_peak_memory_runs_in_a_fresh_process():
+    found = bench_rnn.peak_memory("numpy", bench_rnn.CONFIGS["small"], "float64")
+    assert found["label"] == "numpy hand-fused"
+    assert found["rss_mb"] >= 0 and found["traced_mb"] > 0

@@ -286,3 +286,14 @@ def test_torch_module_checks_its_arguments():
 def test_unknown_backend():
     with pytest.raises(ValueError, match="unknown backend 'jax'"):
         gl.compile(gl.zoo.get("rnn"), backend="jax")
+
+
+def test_deploy_without_torch_example():
+    """examples/deploy_without_torch.py --quick: train, import, run where torch is absent."""
+    from pathlib import Path
+    script = Path(__file__).resolve().parent.parent / "examples" / "deploy_without_torch.py"
+    out = subprocess.run([sys.executable, str(script), "--quick"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "torch is not importable" in out.stdout
+    diff = float(out.stdout.rsplit("=", 1)[1])
+    assert diff <= 1e-12

@@ -161,14 +161,22 @@ class CellBuilder:
         raise _located(SpecError("a size is a symbol, a positive integer or a sum of them"), node)
 
     def input(self, name: str, size) -> Value:
-        """Declare a per-step input vector `name[size]`."""
-        return self._leaf(Op.INPUT, name, (self.size(size),), self._inputs)
+        """Declare a per-step input: a vector `name[size]`, or a feature map when `size` is
+        a (channels, height, width) tuple."""
+        return self._leaf(Op.INPUT, name, self._value_shape(size), self._inputs)
 
     def state(self, name: str, size) -> Value:
-        """Declare a recurrent state `name[size]`; give it one update with `update`."""
-        value = self._leaf(Op.STATE, name, (self.size(size),), self._states)
+        """Declare a recurrent state (vector or feature map); give it one `update`."""
+        value = self._leaf(Op.STATE, name, self._value_shape(size), self._states)
         self._state_pos[name] = self.position
         return value
+
+    def _value_shape(self, size) -> tuple:
+        if isinstance(size, (tuple, list)):
+            if len(size) not in (1, 3):
+                raise SpecError("a value is a vector [n] or a feature map [channels, height, width]")
+            return tuple(self.size(d) for d in size)
+        return (self.size(size),)
 
     def param(self, name: str, shape: Sequence | None = None) -> Value:
         """A parameter; with `shape` its shape is fixed, otherwise inferred from its uses."""
@@ -184,10 +192,14 @@ class CellBuilder:
         self._param_pos[name] = self.position
         if shape is not None:
             dims = tuple(self.size(d) for d in shape)
-            if len(dims) not in (1, 2):
-                raise SpecError(f"parameter '{name}' must be a vector [n] or a matrix [out, in]")
+            if len(dims) not in (1, 2, 3, 4):
+                raise SpecError(f"parameter '{name}' must be a vector [n], a matrix [out, in], a map "
+                                f"[channels, height, width] or a convolution [out, in, kh, kw]")
+            if len(dims) == 4 and not all(d.is_Integer and d % 2 == 1 for d in dims[2:]):
+                raise SpecError(f"the kernel of convolution '{name}' must have odd integer sizes "
+                                f"(same padding), e.g. [out, in, 3, 3]")
             self._shapes[node] = dims
-            self._param_kind[name] = "matrix" if len(dims) == 2 else "vector"
+            self._param_kind[name] = "matrix" if len(dims) in (2, 4) else "vector"
             self._declared.add(name)
         return Value(self, node)
 
@@ -319,17 +331,23 @@ class CellBuilder:
         if left.node.op is not Op.PARAM:
             raise SpecError("the left side of @ must be a parameter matrix")
         right = self._vector(_value(self, right))
-        rows, cols = self._as_matrix(left.node)
-        self.unifier.equate(cols, right.shape[0], f"{left.node.arg} @ ...: the columns of "
-                                                   f"{left.node.arg} and the vector's size")
-        return self._wrap(ops.matmul(left.node, right.node), (rows,) + right.shape[1:])
+        matrix = self._as_matrix(left.node)
+        name = left.node.arg
+        if len(right.shape) == 3 and len(matrix) != 4:
+            raise SpecError(f"'{name}' acts on a feature map: declare it as a convolution, "
+                            f"e.g. `param {name}[out, in, 3, 3]`")
+        if len(right.shape) == 1 and len(matrix) != 2:
+            raise SpecError(f"convolution '{name}' acts on feature maps, not on vectors")
+        self.unifier.equate(matrix[1], right.shape[0], f"{name} @ ...: the columns of "
+                                                        f"{name} and the operand's size")
+        return self._wrap(ops.matmul(left.node, right.node), (matrix[0],) + right.shape[1:])
 
     def _mul(self, a, b) -> Value:
         if _number(b):
             return self._affine(sympy.nsimplify(b) * U, a)
         if _number(a):
             return self._affine(sympy.nsimplify(a) * U, b)
-        a, b = self._vector(_value(self, a)), self._vector(_value(self, b))
+        a, b = self._pair(a, b)
         self._equate_shapes(a.shape, b.shape, "a gate (elementwise product)")
         return self._wrap(ops.gate(a.node, b.node), a.shape)
 
@@ -338,7 +356,7 @@ class CellBuilder:
             return self._affine(U + sympy.nsimplify(b), a)
         if _number(a):
             return self._affine(U + sympy.nsimplify(a), b)
-        a, b = self._vector(_value(self, a)), self._vector(_value(self, b))
+        a, b = self._pair(a, b)
         self._equate_shapes(a.shape, b.shape, "a sum")
         return self._wrap(ops.add(a.node, b.node), a.shape)
 
@@ -354,8 +372,9 @@ class CellBuilder:
                 self._pending.append(node)
         return Value(self, node)
 
-    def _vector(self, value: Value) -> Value:
-        """Use a value as a vector (a parameter used so becomes a vector parameter)."""
+    def _vector(self, value: Value, like: "Value | None" = None) -> Value:
+        """Use a value as a vector (a parameter used so becomes a vector parameter, shaped
+        like its partner `like` in a sum or gate: a map when the partner is a map)."""
         node = value.node
         if node.op is Op.PARAM:
             kind = self._param_kind.setdefault(node.arg, "vector")
@@ -363,8 +382,16 @@ class CellBuilder:
                 raise SpecError(f"parameter '{node.arg}' is a matrix; it can only be used "
                                 f"left of @")
             if node not in self._shapes:
-                self._shapes[node] = (self.unifier.fresh(node.arg),)
+                rank = len(like.shape) if like is not None and like.node in self._shapes else 1
+                self._shapes[node] = tuple(self.unifier.fresh(node.arg) for _ in range(rank))
         return value
+
+    def _pair(self, a, b) -> tuple[Value, Value]:
+        """Both sides of a sum or gate as vectors; a new parameter takes its partner's rank."""
+        a, b = _value(self, a), _value(self, b)
+        if b.node not in self._shapes:
+            return self._vector(a), self._vector(b, like=self._vector(a))
+        return self._vector(a, like=self._vector(b)), b
 
     def _as_matrix(self, node: Node) -> tuple:
         kind = self._param_kind.setdefault(node.arg, "matrix")

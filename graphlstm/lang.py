@@ -215,16 +215,20 @@ class _Parser:
 
     def _inputs(self, lineno, col, rest):
         for name, dims, item in self._declared(lineno, col, rest):
-            if len(dims) != 1:
-                raise _at(SpecError(f"input '{name}' is a vector: write {name}[size]"), item)
-            _located_call(lambda: self.b.input(name, self._sizes(dims, item)[0]), item)
+            _located_call(lambda: self.b.input(name, self._value_shape(name, dims, item)), item)
 
     def _states(self, lineno, col, rest):
         for name, dims, item in self._declared(lineno, col, rest):
-            if len(dims) != 1:
-                raise _at(SpecError(f"state '{name}' is a vector: write {name}[size]"), item)
             self.b.position = self._node_position(item)
-            _located_call(lambda: self.b.state(name, self._sizes(dims, item)[0]), item)
+            _located_call(lambda: self.b.state(name, self._value_shape(name, dims, item)), item)
+
+    def _value_shape(self, name, dims, item):
+        """A vector `x[n]` or a feature map `x[channels, height, width]`."""
+        if len(dims) not in (1, 3):
+            raise _at(SpecError(f"'{name}' is a vector {name}[size] or a feature map "
+                                f"{name}[channels, height, width]"), item)
+        sizes = self._sizes(dims, item)
+        return sizes[0] if len(sizes) == 1 else tuple(sizes)
 
     def _params(self, lineno, col, rest):
         for name, dims, item in self._declared(lineno, col, rest):

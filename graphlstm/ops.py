@@ -56,11 +56,13 @@ def matmul(matrix: Node, vector: Node, transpose: bool = False) -> Node:
     return Node.make(Op.MATMUL, (matrix, vector), transpose)
 
 
-def outer(a: Node, b: Node) -> Node:
-    """Σ over the batch of a ⊗ b (a plain outer product when neither is batched)."""
+def outer(a: Node, b: Node, kernel: tuple | None = None) -> Node:
+    """Σ over the batch of a ⊗ b (a plain outer product when neither is batched). With a
+    `kernel` (kh, kw), a and b are feature maps and the result is the gradient of a
+    convolution's weights: Σ over batch and space of a ⊗ (kh x kw windows of b)."""
     if a.batched != b.batched:
         a, b = (a if a.batched else bcast(a)), (b if b.batched else bcast(b))
-    return Node.make(Op.OUTER, (a, b))
+    return Node.make(Op.OUTER, (a, b), tuple(kernel) if kernel else None)
 
 
 def gate(a: Node, b: Node) -> Node:
@@ -127,7 +129,7 @@ SHAPE_RULES: dict[Op, Callable[[Node, list[Shape]], Shape]] = {
     Op.CONCAT: _shape_concat,
     Op.SLICE: _shape_slice,
     Op.MATMUL: _shape_matmul,
-    Op.OUTER: lambda node, shapes: (shapes[0][0], shapes[1][0]),
+    Op.OUTER: lambda node, shapes: (shapes[0][0], shapes[1][0]) + tuple(node.arg or ()),
     Op.NONLIN: lambda node, shapes: shapes[0],
     Op.GATE: _shape_gate,
     Op.SUM: _shape_gate,
@@ -177,9 +179,13 @@ def evaluate(node: Node, args: list[np.ndarray], ctx: "EvalContext") -> np.ndarr
         return args[0][_index(axis, rank, ctx.size(lo), ctx.size(hi))]
     if op is Op.MATMUL:
         matrix, vector = args
+        if matrix.ndim == 4:
+            return _reference_conv(vector, matrix, node.arg)
         return np.einsum("oi,...i->...o" if not node.arg else "io,...i->...o", matrix, vector)
     if op is Op.OUTER:
         a, b = args
+        if node.arg:
+            return _reference_conv_weights(a, b, node.arg, node.src[0].batched)
         return np.einsum("za,zb->ab" if node.src[0].batched else "a,b->ab", a, b)
     if op is Op.NONLIN:
         return _apply(node.arg, args[0])
@@ -195,6 +201,39 @@ def evaluate(node: Node, args: list[np.ndarray], ctx: "EvalContext") -> np.ndarr
     if op is Op.BCAST:
         return np.broadcast_to(args[0], (ctx.batch,) + args[0].shape).copy()
     raise NotImplementedError(f"no evaluation rule for {op}")
+
+
+def _reference_conv(x: np.ndarray, w: np.ndarray, transpose: bool) -> np.ndarray:
+    """Same-padded 2-D convolution (cross-correlation, as PyTorch) by summing over kernel
+    offsets: y[o, i, j] = Σ w[o, c, p, q] x[c, i + p - kh//2, j + q - kw//2]. The transpose
+    (the adjoint in x) sums the other way: x'[c] += w[o, c, p, q] y[o] shifted back."""
+    kh, kw = w.shape[2:]
+    ph, pw = kh // 2, kw // 2
+    height, width = x.shape[-2:]
+    pad = [(0, 0)] * (x.ndim - 2) + [(ph, ph), (pw, pw)]
+    if not transpose:
+        xp = np.pad(x, pad)
+        return sum(np.einsum("oc,...chw->...ohw", w[:, :, p, q], xp[..., p:p + height, q:q + width])
+                   for p in range(kh) for q in range(kw))
+    out = np.zeros(x.shape[:-3] + (w.shape[1], height + 2 * ph, width + 2 * pw), x.dtype)
+    for p in range(kh):
+        for q in range(kw):
+            out[..., p:p + height, q:q + width] += np.einsum("oc,...ohw->...chw", w[:, :, p, q], x)
+    return out[..., ph:ph + height, pw:pw + width]
+
+
+def _reference_conv_weights(g: np.ndarray, x: np.ndarray, kernel, batched: bool) -> np.ndarray:
+    """dW[o, c, p, q] = Σ over batch and space of g[o, i, j] x[c, i + p - kh//2, j + q - kw//2]."""
+    kh, kw = kernel
+    ph, pw = kh // 2, kw // 2
+    height, width = x.shape[-2:]
+    xp = np.pad(x, [(0, 0)] * (x.ndim - 2) + [(ph, ph), (pw, pw)])
+    spec = "zohw,zchw->oc" if batched else "ohw,chw->oc"
+    out = np.empty((g.shape[-3], x.shape[-3], kh, kw), g.dtype)
+    for p in range(kh):
+        for q in range(kw):
+            out[:, :, p, q] = np.einsum(spec, g, xp[..., p:p + height, q:q + width])
+    return out
 
 
 @dataclass
@@ -250,12 +289,20 @@ def _code_slice(node, args, ctx):
 
 def _code_matmul(node, args, ctx):
     matrix, vector = args
+    if len(ctx.shape(node.src[0])) == 4:
+        helper = "_conv_transpose" if node.arg else "_conv"
+        ctx.helpers.update({helper, "_conv", "_windows"})
+        return f"{helper}({vector[0]}, {matrix[0]})", ATOM
     right = _p(matrix, ATOM) if node.arg else f"{_p(matrix, ATOM)}.T"
     return f"{_p(vector, MUL)} @ {right}", MUL
 
 
 def _code_outer(node, args, ctx):
     a, b = args
+    if node.arg:
+        ctx.helpers.update({"_conv_weights", "_windows"})
+        kh, kw = node.arg
+        return f"_conv_weights({a[0]}, {b[0]}, {kh}, {kw})", ATOM
     if not node.src[0].batched:
         return f"np.outer({a[0]}, {b[0]})", ATOM
     if ctx.lead(node.src[0]) == 1:
@@ -336,9 +383,10 @@ def _vjp_slice(node, g, shape):
 
 def _vjp_matmul(node, g, shape):
     matrix, vector = node.src
+    kernel = tuple(shape(matrix)[2:]) or None      # a convolution's (kh, kw)
     if node.arg:   # y = Wᵀ v
-        return outer(vector, g), matmul(matrix, g)
-    return outer(g, vector), matmul(matrix, g, transpose=True)
+        return outer(vector, g, kernel), matmul(matrix, g)
+    return outer(g, vector, kernel), matmul(matrix, g, transpose=True)
 
 
 def _vjp_outer(node, g, shape):

@@ -237,11 +237,11 @@ class ModuleWriter:
                  f"{I1}if isinstance(xs, np.ndarray) and len(INPUTS) == 1:",
                  f"{I2}xs = {{INPUTS[0]: xs}}",
                  f'{I1}xs = _mapping("xs", xs, INPUTS)',
-                 f'{I1}first = _array("xs[{c.inputs[0]!r}]", xs[{c.inputs[0]!r}], 3, None, '
+                 f'{I1}first = _array("xs[{c.inputs[0]!r}]", xs[{c.inputs[0]!r}], {2 + len(c.shape(c.inputs[0]))}, None, '
                  f'"{show(("T", "B") + c.shape(c.inputs[0]))}")',
                  f"{I1}dtype = first.dtype",
                  f"{I1}T, B = first.shape[:2]"]
-        arrays = [(f"xs[{i!r}]", 3, ("T", "B")) for i in c.inputs] + \
+        arrays = [(f"xs[{i!r}]", 2 + len(c.shape(i)), ("T", "B")) for i in c.inputs] + \
                  [(f"params[{p!r}]", len(c.shape(p)), ()) for p in c.params]
         for what, rank, lead in arrays:
             name = what.split("[")[1][1:-2]

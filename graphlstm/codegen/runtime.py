@@ -1,6 +1,33 @@
 """Helpers copied verbatim into every generated module (the module imports numpy only)."""
 
 HELPERS = {
+    "_windows": '''
+def _windows(x, kh, kw):
+    """[..., C, H, W] -> [..., H, W, C, kh, kw]: every kh x kw patch (same padding), a view."""
+    pad = [(0, 0)] * (x.ndim - 2) + [(kh // 2, kh // 2), (kw // 2, kw // 2)]
+    patches = np.lib.stride_tricks.sliding_window_view(np.pad(x, pad), (kh, kw), axis=(-2, -1))
+    return np.moveaxis(patches, -5, -3)
+''',
+    "_conv": '''
+def _conv(x, w):
+    """Same-padded 2-D convolution of maps x [..., C, H, W] with w [O, C, kh, kw]: im2col + one GEMM."""
+    o, c, kh, kw = w.shape
+    cols = _windows(x, kh, kw).reshape(-1, c * kh * kw)
+    y = cols @ w.reshape(o, -1).T
+    return np.moveaxis(y.reshape(x.shape[:-3] + x.shape[-2:] + (o,)), -1, -3)
+''',
+    "_conv_transpose": '''
+def _conv_transpose(y, w):
+    """The adjoint of _conv in its input: a convolution with the flipped, transposed kernel."""
+    return _conv(y, np.ascontiguousarray(w.transpose(1, 0, 2, 3)[:, :, ::-1, ::-1]))
+''',
+    "_conv_weights": '''
+def _conv_weights(g, x, kh, kw):
+    """The gradient of _conv's kernel: Σ over batch and space of g ⊗ patches of x, one GEMM."""
+    o, c = g.shape[-3], x.shape[-3]
+    cols = _windows(x, kh, kw).reshape(-1, c * kh * kw)
+    return (np.moveaxis(g, -3, -1).reshape(-1, o).T @ cols).reshape(o, c, kh, kw)
+''',
     "_sigmoid": '''
 def _sigmoid(x):
     """The logistic function as 0.5 * tanh(x / 2) + 0.5: one transcendental, never overflows."""

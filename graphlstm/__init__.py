@@ -13,6 +13,7 @@ from . import zoo
 from .autodiff import grad
 from .unroll import unroll
 from .codegen import Program, compile
+from .render import render, latex
 from .compose import stack, bidirectional
 from . import interop
 from . import testing
@@ -26,4 +27,5 @@ __all__ = ["SpecError", "CellBuilder", "Value", "concat", "apply", "sigmoid", "t
            "unroll", "compile", "Program", "stack", "bidirectional", "interop", "testing", "optim",
            "mse_loss", "softmax_cross_entropy",
            "gradient_flow"]
+__all__ += ["render", "latex"]
 __version__ = "0.1.0"

@@ -112,7 +112,8 @@ def run_without_torch(out: Path) -> np.ndarray:
 def main(argv: list[str] | None = None) -> float:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a tiny run, for the tests")
-    parser.add_argument("--out", type=Path, help="where to write the deployed files (default: a temporary directory)")
+    parser.add_argument("--out", type=Path,
+                        help="where to write the deployed files (default: a temporary directory)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     iterations, steps, hidden = (5, 12, 8) if args.quick else (40, 30, 16)

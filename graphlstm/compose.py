@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
 
-import numpy as np
 import sympy
 
 from . import ops
@@ -260,8 +259,8 @@ class Bidirectional:
         if name in self.inputs:
             return self.cell.shape(name)
         if name in self.outputs:
-            (m,) = self.cell.shape(name)
-            return (sympy.expand(2 * m),)
+            m, *rest = self.cell.shape(name)
+            return (sympy.expand(2 * m), *rest)
         for k, prefix in enumerate(self.prefixes):
             if prefix and not name.startswith(prefix):
                 continue
@@ -299,16 +298,18 @@ def bidirectional(cell: Cell, layers: int = 1, name: str | None = None) -> Bidir
 
 
 def _deep_sizes(cell: Cell) -> dict:
-    """For layers after the first: the input size symbol -> 2 x the output size."""
+    """For layers after the first: the input size symbol -> 2 x the output size (the
+    first axis: channels, for feature maps; the other axes must agree)."""
     if len(cell.inputs) != 1 or len(cell.outputs) != 1:
         raise SpecError(f"a deep bidirectional model needs a cell with one input and one "
                         f"output; {cell.name} has inputs {list(cell.inputs)} and outputs "
                         f"{list(cell.outputs)}")
-    (dim,), (out,) = cell.shape(cell.inputs[0]), cell.shape(cell.outputs[0])
+    (dim, *rest), (out, *out_rest) = cell.shape(cell.inputs[0]), cell.shape(cell.outputs[0])
     dim = sympy.sympify(dim)
-    if not dim.is_Symbol or dim in sympy.sympify(out).free_symbols:
-        raise SpecError(f"a deep bidirectional {cell.name} feeds [{show(2 * out)}] to an input "
-                        f"of size {show(dim)}; the input size must be a size of its own")
+    if not dim.is_Symbol or dim in sympy.sympify(out).free_symbols or tuple(rest) != tuple(out_rest):
+        raise SpecError(f"a deep bidirectional {cell.name} feeds {show((2 * out, *out_rest))} to "
+                        f"its input {show((dim, *rest))}; the input's first size must be a size "
+                        f"of its own and the others the output's")
     return {dim: sympy.expand(2 * out)}
 
 
@@ -344,6 +345,7 @@ MODEL_OUTPUTS = {outputs}
 MODEL_STATES = {states}
 MODEL_PARAMS = {params}
 PAIR_KEYS = {pair_keys}
+JOIN_AXES = {axes}   # the axis each output's directions are joined along (channels)
 
 
 def forward(params, xs, state0=None):
@@ -395,8 +397,10 @@ def _model_args(params, xs, state0):
 def _model_dys(dys):
     dys = _keys("dys", dys, MODEL_OUTPUTS)
     for o, d in dys.items():
-        if not isinstance(d, np.ndarray) or d.ndim != 3 or d.shape[-1] % 2:
-            raise ValueError(f"dys[{{o!r}}] must be an array [T, B, 2 * size] (fwd and rev halves), "
+        axis = JOIN_AXES[o]
+        if not isinstance(d, np.ndarray) or d.ndim != 2 - axis or d.shape[axis] % 2:
+            expected = "[T, B, 2 * size" + ", ..." * (-1 - axis) + "]"
+            raise ValueError(f"dys[{{o!r}}] must be an array {{expected}} (fwd and rev halves), "
                              f"got {{getattr(d, 'shape', type(d).__name__)}}")
     return dys
 
@@ -430,7 +434,7 @@ def _pair_xs(xs):
 
 def _join(pair_ys):
     """[fwd o at t, rev o at t]: the reverse copy's outputs put back in time order."""
-    return {{o: np.concatenate((pair_ys["fwd." + o], pair_ys["rev." + o][::-1]), axis=-1)
+    return {{o: np.concatenate((pair_ys["fwd." + o], pair_ys["rev." + o][::-1]), axis=JOIN_AXES[o])
             for o in MODEL_OUTPUTS}}
 
 
@@ -438,9 +442,9 @@ def _split(dys):
     """The cotangents of the joined outputs, as the paired step's (reverse half reversed)."""
     out = {{}}
     for o, d in dys.items():
-        m = d.shape[-1] // 2
-        out["fwd." + o] = d[..., :m]
-        out["rev." + o] = d[..., m:][::-1]
+        fwd, rev = np.split(d, 2, axis=JOIN_AXES[o])
+        out["fwd." + o] = fwd
+        out["rev." + o] = rev[::-1]
     return out
 '''
 
@@ -457,8 +461,15 @@ def source(model: Bidirectional, pair_source: str) -> str:
     tail = WRAPPER.format(
         name=model.name, layers=_tuple_text(model.prefixes), inputs=_tuple_text(model.inputs),
         outputs=_tuple_text(model.outputs), states=_tuple_text(model.states),
-        params=_tuple_text(model.params), pair_keys=_tuple_text(model.pair.params + model.pair.states))
+        params=_tuple_text(model.params), pair_keys=_tuple_text(model.pair.params + model.pair.states),
+        axes=join_axes(model))
     return head + textwrap.indent(pair_source.rstrip() + "\n", "    ") + tail
+
+
+def join_axes(model: Bidirectional) -> dict[str, int]:
+    """Output name -> the axis its two directions are concatenated along: the first axis
+    of its per-example shape (-1 for vectors, -3 for [channels, height, width] maps)."""
+    return {o: -len(model.cell.shape(o)) for o in model.outputs}
 
 
 class BidirectionalProgram:

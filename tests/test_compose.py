@@ -186,3 +186,16 @@ def test_graphlstm_works_without_torch():
     out = subprocess.run([sys.executable, "-c", NO_TORCH], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
+
+
+def test_stack_and_bidirectional_of_feature_maps():
+    """ConvLSTM layers: map sizes are bound layer to layer; directions join along channels."""
+    conv = gl.zoo.get("convlstm")
+    deep = gl.stack(conv, conv)
+    assert deep.sizes == ("l1.n_in", "l1.H", "l1.W", "l1.n", "l2.n")
+    assert check_grads(deep, {"l1.n_in": 2, "l1.H": 4, "l1.W": 3, "l1.n": 2, "l2.n": 3}, T=3, B=2).ok
+    bi = gl.bidirectional(conv, layers=2)
+    assert bi.shape("h")[1:] == conv.shape("h")[1:]
+    sizes = {"n_in": 2, "H": 4, "W": 3, "n": 2}
+    assert bi.param_shapes(sizes)["l2.fwd.W_i"] == (2, 6, 3, 3)
+    assert check_grads(bi, sizes, T=3, B=2, program=bi.compile()).ok

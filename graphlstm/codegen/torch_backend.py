@@ -30,6 +30,7 @@ import sympy
 from ..ir import Function, Node, Op
 from ..shapes import show
 from .naming import RESERVED, Namer, identifier
+from ..nonlin import U
 from .printer import ADD, ATOM, MUL, UNARY, Printer, print_nonlinearity
 
 I1, I2, I3 = "    ", "        ", "            "
@@ -165,13 +166,29 @@ def _slice(node, args, w):
 
 def _matmul(node, args, w):
     matrix, vector = args
+    if len(w.fn.shapes[node.src[0]]) == 4:
+        return _conv(node, args, w)
     return f"{_p(vector, MUL)} @ {_p(matrix, ATOM)}{'' if node.arg else '.T'}", MUL
+
+
+def _conv(node, args, w):
+    """A 4-D parameter left of @: a same-padded 2-D convolution (cross-correlation, as
+    PyTorch's conv2d; the transpose flag is its adjoint). All steps at once fold T into
+    the batch and back."""
+    matrix, vector = args
+    kh, kw = w.fn.shapes[node.src[0]][2:]
+    padding = f"({w.dim(sympy.floor(sympy.sympify(kh) / 2))}, {w.dim(sympy.floor(sympy.sympify(kw) / 2))})"
+    fn = "nn.functional.conv_transpose2d" if node.arg else "nn.functional.conv2d"
+    if w.lead < 2:
+        return f"{fn}({vector[0]}, {matrix[0]}, padding={padding})", ATOM
+    return (f"{fn}({_p(vector, ATOM)}.flatten(0, 1), {matrix[0]}, padding={padding})"
+            f".unflatten(0, (T, B))", ATOM)
 
 
 def _sum(node, args, w):
     out = _p(args[0], ADD)
     for operand, (text, prec) in zip(node.src[1:], args[1:]):
-        negated = operand.op is Op.NONLIN and not operand.arg.name and operand.arg.expr == -sympy.Symbol("u", real=True)
+        negated = operand.op is Op.NONLIN and not operand.arg.name and operand.arg.expr == -U
         if negated and text.startswith("-") and prec == UNARY:
             out += f" - {text[1:]}"
         else:
@@ -194,11 +211,15 @@ def _bcast(node, args, w):
 def _zeros(node, args, w):
     shape, batched = node.arg
     dims = (w.lead_dims() if batched else []) + [w.dim(d) for d in shape]
-    return f"torch.zeros(({', '.join(dims)}{',' if len(dims) == 1 else ''}), dtype=dtype, device=device)", ATOM
+    shape = f"({', '.join(dims)}{',' if len(dims) == 1 else ''})"
+    return f"torch.zeros({shape}, dtype=dtype, device=device)", ATOM
 
 
 def _outer(node, args, w):
     a, b = args
+    if node.arg:
+        raise NotImplementedError("the torch backend writes forward code only (autograd does "
+                                  "the backward); a convolution's weight gradient has no template")
     if not node.src[0].batched:
         return f"torch.outer({a[0]}, {b[0]})", ATOM
     if w.lead == 1:
@@ -315,7 +336,7 @@ class StepWriter:
 def _reads_twice(fn) -> bool:
     """Whether a formula reads its variable more than once (swish: u * sigmoid(u)); its
     operand is then named, not written out twice."""
-    return fn.expr.count(sympy.Symbol("u", real=True)) > 1
+    return fn.expr.count(U) > 1
 
 
 class ModuleWriter:
@@ -356,8 +377,8 @@ class ModuleWriter:
                 if sub not in made:
                     lines.append(f"{I2}self.{sub} = nn.Module()")
                     made.add(sub)
-            shape = ", ".join(self.dim(d) for d in c.shape(p)) + ("," if len(c.shape(p)) == 1 else "")
-            lines.append(f"{I2}self.{path} = nn.Parameter(torch.empty(({shape}), dtype=dtype, device=device))")
+            shape = self.shape_text(c.shape(p))
+            lines.append(f"{I2}self.{path} = nn.Parameter(torch.empty({shape}, dtype=dtype, device=device))")
         return lines + [f"{I2}self.reset_parameters()"]
 
     def dim(self, expr) -> str:
@@ -459,8 +480,8 @@ class ModuleWriter:
             body.append(f"{I3}{', '.join(w.env[s][0] for s in states)} = "
                         f"{', '.join(w.expr(n)[0] for n in upds)}")
         lines += body
-        ys_text = ", ".join(f'"{o}": _stack({ys[o]}, {self.shape_text(("T", "B") + c.shape(o))}, dtype, device)'
-                            for o in c.outputs)
+        shapes = {o: self.shape_text(("T", "B") + c.shape(o)) for o in c.outputs}
+        ys_text = ", ".join(f'"{o}": _stack({ys[o]}, {shapes[o]}, dtype, device)' for o in c.outputs)
         st_text = ", ".join(f'"{s.arg}": {w.env[s][0]}' for s in states)
         return lines + [f"{I2}return {{{ys_text}}}, {{{st_text}}}"]
 
@@ -557,6 +578,7 @@ class {name}({pair}):
     LAYERS = {layers}
     MODEL_INPUTS = {inputs}
     MODEL_OUTPUTS = {outputs}
+    JOIN_AXES = {axes}
 
     def __init__(self, {args}dtype=None, device=None):
         """Parameters of the given sizes; layers after the first read 2x the output size."""
@@ -578,7 +600,8 @@ class {name}({pair}):
                                                 if k.startswith(prefix)}}
             pair_ys, pair_state = {pair}.forward(layer, pair_xs, part)
             state_T.update({{prefix + k: v for k, v in pair_state.items()}})
-            ys = {{o: torch.cat((pair_ys["fwd." + o], torch.flip(pair_ys["rev." + o], (0,))), dim=-1)
+            ys = {{o: torch.cat((pair_ys["fwd." + o], torch.flip(pair_ys["rev." + o], (0,))),
+                            dim=self.JOIN_AXES[o])
                   for o in self.MODEL_OUTPUTS}}
             xs = {{self.MODEL_INPUTS[0]: ys[self.MODEL_OUTPUTS[0]]}}
         return ys, state_T
@@ -588,6 +611,7 @@ class {name}({pair}):
 def bidirectional_source(model, optimize: bool) -> tuple[str, str]:
     """(source, class name) of a bidirectional model: the paired cell's class, and a
     subclass that reverses time, joins outputs and runs the layers."""
+    from ..compose import join_axes
     from ..passes import optimize_step
     pair = model.pair
     step = optimize_step(pair.step) if optimize else pair.step
@@ -595,7 +619,8 @@ def bidirectional_source(model, optimize: bool) -> tuple[str, str]:
     name = class_name_of(model.name)
     body = BIDIRECTIONAL.format(name=name, pair=writer.class_name, model=model.name,
                                 layers=_tup(model.prefixes), inputs=_tup(model.inputs),
-                                outputs=_tup(model.outputs), args="".join(f"{writer.dims[s]}, " for s in model.sizes),
+                                outputs=_tup(model.outputs), axes=join_axes(model),
+                                args="".join(f"{writer.dims[s]}, " for s in model.sizes),
                                 init=_bidirectional_init(model, writer))
     return _module(header(pair, model, name), [writer.class_source(), body.strip() + "\n"]), name
 
@@ -671,9 +696,10 @@ class TorchProgram:
         import torch
         module = self.module(params)
         xs_t = {k: v.requires_grad_() for k, v in _tensors(xs, self.cell.inputs).items()}
+        first = xs_t[self.cell.inputs[0]]
         s0 = _tensors(state0) if state0 is not None else {
-            s: torch.zeros(tuple(_concrete(self.cell.shape(s), module.sizes, (xs_t[self.cell.inputs[0]].shape[1],))),
-                           dtype=xs_t[self.cell.inputs[0]].dtype) for s in self.cell.states}
+            s: torch.zeros(_concrete(self.cell.shape(s), module.sizes, first.shape[1:2]), dtype=first.dtype)
+            for s in self.cell.states}
         s0 = {k: v.requires_grad_() for k, v in s0.items()}
         ys, st = module(xs_t, s0)
         loss = sum((ys[o] * torch.as_tensor(dys[o])).sum() for o in self.cell.outputs)

@@ -115,7 +115,8 @@ def _custom(cells: Sequence[Cell]) -> tuple:
 
 def stack(*cells: Cell, name: str | None = None) -> Cell:
     """A deep cell: layer k+1's inputs are fed, in order, by layer k's outputs at the same
-    step; the stack's outputs are the last layer's, under their own names.
+    step; the stack's inputs are the first layer's and its outputs the last layer's, under
+    their own names (`x`, `h`).
 
     Layer k's parameters, states, equations and sizes are renamed `lk.NAME` (1-based:
     `l1.W_f` is PyTorch's `weight_*_l0`), so per-layer sizes stay distinct except where a
@@ -130,7 +131,10 @@ def stack(*cells: Cell, name: str | None = None) -> Cell:
     parts, outputs, shapes = [], None, {}
     for k, cell in enumerate(layers, start=1):
         prefix = f"l{k}."
-        wiring, fixed = _wire(cell, outputs, shapes, k) if outputs is not None else ({}, {})
+        if outputs is None:
+            wiring, fixed = _inputs(cell, prefix, shapes), {}
+        else:
+            wiring, fixed = _wire(cell, outputs, shapes, k)
         part = copy_step(cell.step, prefix, _renamed_sizes(cell.step, prefix, fixed), wiring)
         shapes.update(part.shapes)
         parts.append((prefix, cell, part))
@@ -148,6 +152,16 @@ def _flatten(cells) -> list[Cell]:
                                "gl.bidirectional(cell, layers=k)" if isinstance(cell, Bidirectional) else ""))
         out += list(cell.step.meta.get("layer_cells", (cell,)))
     return out
+
+
+def _inputs(cell: Cell, prefix: str, shapes: dict) -> dict[Node, Node]:
+    """The stack's inputs are the first layer's, under their own names (like its outputs)."""
+    sizes = _renamed_sizes(cell.step, prefix)
+    wiring = {}
+    for leaf in cell.step.leaves_of(Op.INPUT):
+        wiring[leaf] = ops.leaf(Op.INPUT, leaf.arg)
+        shapes[wiring[leaf]] = _resize(cell.step.shapes[leaf], sizes)
+    return wiring
 
 
 def _wire(cell: Cell, outputs: list[tuple[str, Node]], shapes: dict, k: int):

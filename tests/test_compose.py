@@ -18,7 +18,7 @@ DEEP_SIZES = {"l1.n_in": 3, "l1.n": 4, "l2.n": 5}
 def test_stack_names_sizes_and_layers():
     deep = gl.stack(LSTM, GRU)
     assert isinstance(deep, gl.Cell) and deep.name == "lstm_gru_torch"
-    assert deep.inputs == ("l1.x",) and deep.outputs == ("h",)
+    assert deep.inputs == ("x",) and deep.outputs == ("h",)
     assert deep.states == ("l1.h", "l1.c", "l2.h")
     assert deep.params[:2] == ("l1.W_f", "l1.b_f") and "l2.W_hn" in deep.params
     assert deep.sizes == ("l1.n_in", "l1.n", "l2.n")     # l2.n_in is bound to l1.n
@@ -45,7 +45,7 @@ def test_stack_equals_layers_run_in_turn():
     deep = gl.stack(LSTM, GRU)
     params, xs, state0, _, _ = random_problem(deep, DEEP_SIZES, T=5, B=2, seed=3)
     layer = lambda p, d: {k[len(p):]: v for k, v in d.items() if k.startswith(p)}  # noqa: E731
-    ys1, st1 = gl.compile(LSTM).forward(layer("l1.", params), xs["l1.x"], layer("l1.", state0))
+    ys1, st1 = gl.compile(LSTM).forward(layer("l1.", params), xs["x"], layer("l1.", state0))
     ys2, st2 = gl.compile(GRU).forward(layer("l2.", params), ys1["h"], layer("l2.", state0))
     for optimize in (True, False):
         ys, st = gl.compile(deep, optimize=optimize).forward(params, xs, state0)
@@ -60,9 +60,9 @@ def test_stack_grad_and_unroll_graphs():
     deep = gl.stack(RNN, RNN)
     backward = gl.grad(deep)
     results = dict(backward.graph["function"].results)
-    assert {"grad_l1.W", "grad_l2.W", "grad_l1.x", "grad_l2.h"} <= set(results)
+    assert {"grad_l1.W", "grad_l2.W", "grad_x", "grad_l2.h"} <= set(results)
     unrolled = gl.unroll(deep, T=3)
-    assert {"l1.h@0", "l2.h@0", "l1.x@2"} <= set(unrolled.nodes)
+    assert {"l1.h@0", "l2.h@0", "x@2"} <= set(unrolled.nodes)
     assert any(d["state"] for _, _, d in unrolled.edges(data=True))
 
 

@@ -88,7 +88,7 @@ def _merge(rows: list[list[str]]) -> list[list[str]]:
     return merged
 
 
-def _box_attrs(bp: BackwardPicture, box: Box, emphasis: Emphasis) -> dict:
+def _box_attrs(bp: BackwardPicture, box: Box, emphasis: Emphasis, reached: set[str]) -> dict:
     attrs = {**NODE_STYLES[box.kind], "id": box.id, "tooltip": box.tooltip}
     if box.kind != "junction":
         attrs["label"] = box.label
@@ -101,7 +101,7 @@ def _box_attrs(bp: BackwardPicture, box: Box, emphasis: Emphasis) -> dict:
             attrs["label"] = pretty(box.eq)
     if box.cells:
         attrs["label"] = Html(" + ".join(box.cells))
-    return emphasis.node(box, attrs, touched=False)
+    return emphasis.node(box, attrs, reached=box.id in reached)
 
 
 def _wire_attrs(bp: BackwardPicture, tail: str, head: str) -> tuple[str, dict]:
@@ -135,11 +135,13 @@ def backward_dot(fn: Function, emphasis: Emphasis) -> str:
     forward = graph.subgraph("cluster_forward")
     for key, value in FORWARD_CLUSTER.items():
         forward.attr(key, value)
+    lit, reached = emphasis.spread(bp.pic.boxes.values(), [(w.tail, w.head) for w in bp.pic.wires])
     for box in bp.pic.boxes.values():
         target = forward if bp.is_forward[box.id] else graph
-        target.node(box.id, _box_attrs(bp, box, emphasis))
+        target.node(box.id, _box_attrs(bp, box, emphasis, reached))
     for wire in bp.pic.wires:
         mode, attrs = _wire_attrs(bp, wire.tail, wire.head)
+        attrs = emphasis.edge(attrs, (wire.tail, wire.head) in lit)
         if mode == "down":
             graph.edge(wire.head, wire.tail, {**attrs, "dir": "back"})
         else:

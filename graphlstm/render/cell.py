@@ -118,10 +118,16 @@ class CellLayout:
         return path[::-1]
 
     def _hanging(self) -> set[str]:
-        """Boxes fed by a highway's update that lead back to no highway: drawn below it."""
+        """Boxes fed by a highway's update that lead back to no highway: drawn below it.
+        A linear layer reading the update (a peephole `p_o * c'`) stays in its row, the
+        state dropping into it, as seed 002 draws peepholes."""
         chain_boxes = set(self.chain_of)
         ends = [chain[-1] for chain in self.chains.values()]
-        below = _reach(ends, self.pic.users_of) - chain_boxes
+
+        def users(box: str) -> list[str]:
+            return [u for u in self.pic.users_of(box) if self.pic.boxes[u].kind not in ("matmul", "diag")]
+
+        below = _reach(ends, users) - chain_boxes
         feeding = _reach(sorted(chain_boxes), self.pic.inputs_of)
         return below - feeding
 
@@ -406,35 +412,34 @@ def emit_link(block: dot.Block, link: Link, copy: Copy, style: dict) -> None:
 def emit_cell(block: dot.Block, layout: CellLayout, copy: Copy, emphasis: Emphasis) -> dot.Block:
     """Write one copy of the cell: inputs below (declared first, which keeps rows in
     order), everything else inside a cluster, then the links. Returns the cluster."""
-    touched = _touched(layout, emphasis)
+    boxes = all_boxes(layout)
+    lit, reached = emphasis.spread(boxes.values(), [(link.tail, link.head) for link in layout.links])
 
-    def draw(target: dot.Block, box: Box, attrs: dict) -> None:
-        styled = emphasis.node(box, attrs, box.id in touched)
-        target.node(attrs["id"], with_cells(box, styled))
+    def draw(target: dot.Block, box_id: str, attrs: dict) -> None:
+        box = boxes[box_id]
+        target.node(attrs["id"], with_cells(box, emphasis.node(box, attrs, box_id in reached)))
 
     for box in layout.pic.boxes.values():
         if box.kind == "input":
-            draw(block, box, box_attrs(box, copy))
+            draw(block, box.id, box_attrs(box, copy))
     cluster = block.subgraph(f"cluster_{copy.prefix}cell")
     for key, value in {**CELL_BOX, "label": copy.title}.items():
         cluster.attr(key, value)
     layers = _layer_blocks(cluster, layout, copy)
     for box in layout.pic.boxes.values():
         if box.kind != "input":
-            draw(layers[layout.layer_of(box.id)], box, box_attrs(box, copy))
+            draw(layers[layout.layer_of(box.id)], box.id, box_attrs(box, copy))
     for term in layout.terminals:
         if term.id not in copy.drop:
-            draw(layers[layout.layer_of(term.id)], _terminal_box(layout, term),
-                 terminal_attrs(term, copy, _describe(term)))
+            draw(layers[layout.layer_of(term.id)], term.id, terminal_attrs(term, copy, _describe(term)))
     for junction, eq in layout.junctions.items():
-        draw(layers[layout.layer_of(junction)], Box(junction, "junction", Html(""), eq, [], ""),
+        draw(layers[layout.layer_of(junction)], junction,
              {**NODE_STYLES["junction"], "id": copy.id(junction), "tooltip": eq})
     for link in layout.links + layout.order_links():
         dropped = {link.tail, link.head} & copy.drop
         if dropped and (link.mode in ("order", "lift") or dropped - set(copy.retarget)):
             continue
-        ends = _box_or_none(layout, link.tail), _box_or_none(layout, link.head)
-        emit_link(block, link, copy, emphasis.edge(link.style, *ends))
+        emit_link(block, link, copy, emphasis.edge(link.style, (link.tail, link.head) in lit))
     return cluster
 
 
@@ -460,31 +465,18 @@ def _layer_blocks(cluster: dot.Block, layout: CellLayout, copy: Copy) -> dict[st
     return blocks
 
 
-def _terminal_box(layout: CellLayout, term: Terminal) -> Box:
+def _terminal_box(term: Terminal) -> Box:
     """A stand-in Box for a terminal, so highlighting treats `next:c` as part of c'."""
     eq = term.name + "'" if term.id.startswith("next:") else term.name
-    return Box(term.id, term.kind, Html(""), eq, [], "")
+    return Box(term.id, "junction" if term.kind == "junction" else term.kind, Html(""), eq, [], "")
 
 
-def _box_or_none(layout: CellLayout, box_id: str) -> Box | None:
-    """The Box (or a stand-in for a terminal or junction) a link end belongs to."""
-    if box_id in layout.pic.boxes:
-        return layout.pic.boxes[box_id]
-    for term in layout.terminals:
-        if term.id == box_id:
-            return _terminal_box(layout, term)
-    if box_id in layout.junctions:
-        return Box(box_id, "junction", Html(""), layout.junctions[box_id], [], "")
-    return None
-
-
-def _touched(layout: CellLayout, emphasis: Emphasis) -> set[str]:
-    """Boxes at the far end of an emphasised wire: kept in colour, not faded."""
-    out: set[str] = set()
-    for link in layout.links:
-        if emphasis.touches(_box_or_none(layout, link.tail), _box_or_none(layout, link.head)):
-            out.update((link.tail, link.head))
-    return out
+def all_boxes(layout: CellLayout) -> dict[str, Box]:
+    """Every node of the picture as a Box: the folded boxes, terminals and junctions."""
+    boxes = dict(layout.pic.boxes)
+    boxes.update((t.id, _terminal_box(t)) for t in layout.terminals)
+    boxes.update((j, Box(j, "junction", Html(""), eq, [], "")) for j, eq in layout.junctions.items())
+    return boxes
 
 
 def new_graph(name: str, **extra) -> dot.Block:

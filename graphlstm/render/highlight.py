@@ -1,9 +1,14 @@
 """`highlight=`: which boxes and wires a picture emphasises, everything else greyed.
 
 The step-by-step figures of seed 002 show one gate at a time: `highlight="f"` draws the
-forget gate's path (its inputs, its layer and the wire into the cell state) in full colour
-and fades the rest. Names are equation names (`f`, `c'`), leaf names (`x`, `W_f`) or state
-names (`c` means the state and its update `c'`).
+forget gate's path in full colour (the inputs it reads, its layer, the wire into the cell
+state) and fades the rest. Names are equation names (`f`, `c'`), leaf names (`x`, `W_f`)
+or state names (`c` means the state and its update `c'`).
+
+A box is *marked* when its equation is named; a junction (a concat shared by every gate)
+never is. A wire is *lit* when it enters or leaves a marked box, and the light runs on
+upstream through junctions to the leaves, so `f` lights x and h but not the other gates.
+Boxes at either end of a lit wire keep their colours; all others fade.
 """
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ from .style import emphasised, faded
 from .view import Box
 
 Highlight = str | Iterable[str] | None
+Pair = tuple[str, str]
 
 
 def requested(highlight: Highlight) -> list[str]:
@@ -45,8 +51,22 @@ def resolve(highlight: Highlight, equations: Iterable[str], leaves: Iterable[str
     return frozenset(out)
 
 
+def lit(pairs: list[Pair], marked: set[str], junctions: set[str]) -> set[Pair]:
+    """Wires into or out of a marked box, and, upstream of those, through junctions."""
+    on = {pair for pair in pairs if pair[0] in marked or pair[1] in marked}
+    frontier = [tail for tail, _ in on if tail in junctions]
+    while frontier:
+        box = frontier.pop()
+        for pair in pairs:
+            if pair[1] == box and pair not in on:
+                on.add(pair)
+                if pair[0] in junctions:
+                    frontier.append(pair[0])
+    return on
+
+
 class Emphasis:
-    """Decides the style of each box and wire once the emphasised names are known."""
+    """The emphasised names, and the styles of marked, kept and faded boxes and wires."""
 
     def __init__(self, names: frozenset[str]) -> None:
         self.names = names
@@ -56,20 +76,24 @@ class Emphasis:
         return bool(self.names)
 
     def marks(self, box: Box) -> bool:
-        return box.eq in self.names
+        return box.kind != "junction" and box.eq in self.names
 
-    def node(self, box: Box, attrs: dict, touched: bool) -> dict:
-        """Emphasised boxes are outlined, boxes a highlighted wire reaches are kept as they
-        are, the rest are faded."""
-        if not self.active or (touched and not self.marks(box)):
+    def spread(self, boxes: Iterable[Box], pairs: list[Pair]) -> tuple[set[Pair], set[str]]:
+        """The lit wires of a picture and the boxes they reach."""
+        boxes = list(boxes)
+        marked = {b.id for b in boxes if self.marks(b)}
+        junctions = {b.id for b in boxes if b.kind == "junction"}
+        on = lit(pairs, marked, junctions) if self.active else set()
+        return on, {end for pair in on for end in pair}
+
+    def node(self, box: Box, attrs: dict, reached: bool) -> dict:
+        """Marked boxes are outlined, boxes a lit wire reaches keep their colours, the rest
+        fade (with no highlight, everything is as it is)."""
+        if not self.active or (reached and not self.marks(box)):
             return attrs
         return emphasised(attrs) if self.marks(box) else faded(attrs)
 
-    def edge(self, attrs: dict, tail: Box | None, head: Box | None) -> dict:
+    def edge(self, attrs: dict, on: bool) -> dict:
         if not self.active:
             return attrs
-        on_path = any(b is not None and self.marks(b) for b in (tail, head))
-        return emphasised(attrs, edge=True) if on_path else faded(attrs)
-
-    def touches(self, tail: Box | None, head: Box | None) -> bool:
-        return any(b is not None and self.marks(b) for b in (tail, head))
+        return emphasised(attrs, edge=True) if on else faded(attrs)

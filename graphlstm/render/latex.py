@@ -82,11 +82,13 @@ class _Printer:
         return r"\left[" + ", ".join(self.expr(s)[0] for s in node.src) + r"\right]", ATOM
 
     def _matmul(self, node: Node) -> tuple[str, int]:
+        """`W v`, `W^{\top} v`, or `W \ast v` for a kernel (a convolution)."""
         matrix = self.wrapped(node.src[0], ATOM) + (r"^{\top}" if node.arg else "")
-        return f"{matrix} {self.wrapped(node.src[1], ATOM)}", PRODUCT
+        conv = r" \ast" if len(self.fn.shapes[node.src[0]]) > 2 else ""
+        return f"{matrix}{conv} {self.wrapped(node.src[1], ATOM)}", PRODUCT
 
     def _gate(self, node: Node) -> tuple[str, int]:
-        """`a \odot b`; a sum or a matrix product inside is parenthesised."""
+        """`a \\odot b`; a sum or a matrix product inside is parenthesised."""
         left, right = (self.expr(s)[0] if s.op is Op.GATE and s not in self.named
                        else self.wrapped(s, ATOM) for s in node.src)
         return rf"{left} \odot {right}", PRODUCT

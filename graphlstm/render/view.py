@@ -133,7 +133,7 @@ class _Folding:
         in a sum with other terms, a bias joins the label of the matmul before it."""
         terms = [s for s in total.src if s.op is not Op.PARAM]
         linear = [s for s in terms if self._linear_term(s, total)]
-        biases = [s for s in total.src if s.op is Op.PARAM and len(self.fn.shapes[s]) == 1]
+        biases = [s for s in total.src if s.op is Op.PARAM]
         if terms and len(linear) == len(terms):
             self.cells[total] = linear
             for term in linear:
@@ -216,6 +216,8 @@ class _Folding:
             head += " ⊙"
         elif term.op is Op.MATMUL and term.arg:
             head += "ᵀ"
+        elif term.op is Op.MATMUL and len(self.fn.shapes[first]) > 2:
+            head += " ∗"   # a kernel: a convolution
         return Html(head + "".join(", " + name_html(p.arg) for p in rest))
 
     def _kind_and_label(self, node: Node) -> tuple[str, Html]:

@@ -32,7 +32,6 @@ class Emitter:
     helpers: set[str] = field(default_factory=set)
     env: dict[Node, tuple[str, int]] = field(default_factory=dict)
     _lead: int = 1
-    _pending: dict[Node, tuple[str, int]] = field(default_factory=dict)
     _given: dict[Node, str] = field(default_factory=dict)
 
     # -- names ---------------------------------------------------------------------------
@@ -90,43 +89,103 @@ class Emitter:
 
     # -- expressions and blocks ----------------------------------------------------------
     def expr(self, node: Node) -> tuple[str, int]:
+        """The code of a value: its name, or (inlined) its expression built from operands."""
         if node in self.env:
             return self.env[node]
-        if node in self._pending:
-            return self._pending.pop(node)
         args = [self.expr(s) for s in node.src]
         return ops.CODE[node.op](node, args, self)
 
     def block(self, nodes: Iterable[Node], indent: str, lead: int, keep: set[Node],
-              names: dict[Node, str] | None = None) -> list[str]:
+              names: dict[Node, str] | None = None,
+              dests: dict[Node, str] | None = None) -> list[str]:
         """Statements computing `nodes` (in order). Nodes in `keep` are always named
-        (`names` may fix their identifiers); the rest are inlined into a single user."""
+        (`names` may fix their identifiers); nodes in `dests` are computed into the given
+        array (a slot of a preallocated buffer); the rest are inlined into a single user."""
         nodes = [n for n in nodes if n not in self.env]
         keep = set(keep) | {root for _, root in self.fn.equations}
+        names, dests = names or {}, dests or {}
         self._lead = lead
         members = set(nodes)
         uses = Counter(s for n in nodes for s in n.src if s in members)
         lines: list[str] = []
-        label = None
-        quoted: set[str] = set()
+        self._label, self._quoted = None, set()
         for node in nodes:
-            text = self.expr(node)
-            if uses[node] == 1 and node not in keep and node.op is not Op.ZEROS:
-                self._pending[node] = text
-                continue
-            new_label = self.fn.labels.get(node)
-            if new_label != label and new_label is not None:
-                note = [p for p in (self.comment(new_label) or "").split("\n")
-                        if p and p not in quoted]
-                if note:
-                    if lines:
-                        lines.append("")
-                    lines += [f"{indent}# {part}" for part in note]
-                    quoted.update(note)
-                label = new_label
-            ident = (names or {}).get(node) or self.name(node)
-            lines.append(f"{indent}{ident} = {text[0]}")
+            if uses[node] == 1 and node not in keep and node not in dests and node.op is not Op.ZEROS:
+                continue                                  # written inline where it is used
+            lines += self._comment(node, indent, bool(lines))
+            ident = names.get(node) or self.name(node)
+            if node in dests:
+                lines.append(f"{indent}{ident} = {dests[node]}")
+                lines += self.into(node, ident, indent)
+            else:
+                lines.append(f"{indent}{ident} = {self.expr(node)[0]}")
             self.env[node] = (ident, ATOM)
+        return lines
+
+    def _comment(self, node: Node, indent: str, after_code: bool) -> list[str]:
+        """The equation(s) a statement implements, quoted once per block."""
+        label = self.fn.labels.get(node)
+        if label is None or label == self._label:
+            return []
+        self._label = label
+        note = [p for p in (self.comment(label) or "").split("\n") if p and p not in self._quoted]
+        self._quoted.update(note)
+        return ([""] if note and after_code else []) + [f"{indent}# {part}" for part in note]
+
+    def into(self, node: Node, dest: str, indent: str) -> list[str]:
+        """Statements computing `node` into the existing array `dest`, without temporaries
+        where NumPy allows: `out=` for ufuncs and matmul, parts of a concat written into
+        slices of `dest`, a single-use first operand built in place and then updated."""
+        op, src = node.op, node.src
+        if op is Op.CONCAT:
+            return self._into_parts(node, dest, indent)
+        if op in (Op.GATE, Op.SUM) and self._buildable(src[0], node):
+            lines = self.into(src[0], dest, indent)
+            return lines + [self._update(node, dest, s, indent) for s in src[1:]]
+        if op is Op.GATE:
+            return [f"{indent}np.multiply({self.expr(src[0])[0]}, {self.expr(src[1])[0]}, out={dest})"]
+        if op is Op.SUM:
+            first = f"{indent}np.add({self.expr(src[0])[0]}, {self.expr(src[1])[0]}, out={dest})"
+            return [first] + [self._update(node, dest, s, indent) for s in src[2:]]
+        if op is Op.MATMUL and len(self.shape(src[0])) == 2:
+            matrix = self.expr(src[0])[0] + ("" if node.arg else ".T")
+            return [f"{indent}np.matmul({self.expr(src[1])[0]}, {matrix}, out={dest})"]
+        if op is Op.NONLIN and node.arg.name in ("tanh", "sigmoid"):
+            fn = "np.tanh" if node.arg.name == "tanh" else "_sigmoid"
+            self.helpers.add("_sigmoid") if fn == "_sigmoid" else None
+            return [f"{indent}{fn}({self.expr(src[0])[0]}, out={dest})"]
+        return [f"{indent}{dest}[...] = {self.expr(node)[0]}"]
+
+    def _buildable(self, operand: Node, user: Node) -> bool:
+        """An inlined, batched operand that can be computed straight into the user's array."""
+        inlined = operand not in self.env
+        return inlined and operand.batched and user.batched and \
+            operand.op in (Op.CONCAT, Op.GATE, Op.SUM) and self.shape(operand) == self.shape(user)
+
+    def _update(self, node: Node, dest: str, operand: Node, indent: str) -> str:
+        """`dest *= b` for a gate, `dest += b` (or `-= b`) for a sum."""
+        if node.op is Op.GATE:
+            return f"{indent}{dest} *= {self.expr(operand)[0]}"
+        negated = operand.op is Op.NONLIN and not operand.arg.name and str(operand.arg.expr) == "-u"
+        if negated:
+            return f"{indent}{dest} -= {self.expr(operand.src[0])[0]}"
+        return f"{indent}{dest} += {self.expr(operand)[0]}"
+
+    def _into_parts(self, node: Node, dest: str, indent: str) -> list[str]:
+        axis, lines = node.arg, []
+        rank = len(self.shape(node))
+        offset = sympy.Integer(0)
+        for part in node.src:
+            width = self.shape(part)[axis]
+            hi = sympy.expand(offset + width)
+            index = ["...", f"{'' if offset == 0 else self.dim(offset)}:{self.dim(hi)}"]
+            index += [":"] * (rank - 1 - axis)
+            target = f"{dest}[{', '.join(index)}]"
+            if part in self.env:
+                lines.append(f"{indent}{target} = {self.env[part][0]}")
+            else:
+                lines += self.into(part, target, indent)
+            offset = hi
         return lines
 
     def bind(self, node: Node, text: str, prec: int = ATOM) -> None:

@@ -15,7 +15,7 @@ import re
 MODULE_NAMES = frozenset({
     "np", "forward", "backward", "INPUTS", "STATES", "PARAMS", "OUTPUTS", "SIZES",
     "params", "xs", "state0", "dys", "dstate_T", "T", "B", "t", "dtype", "ys", "grads",
-    "state_T",
+    "state_T", "tape", "first",
 })
 RESERVED = MODULE_NAMES | frozenset(keyword.kwlist) | frozenset(keyword.softkwlist) \
     | frozenset(dir(builtins))

@@ -109,7 +109,9 @@ class Plan:
         reads = lambda region: [s for n in region for s in n.src if s in loop_f]  # noqa: E731
         self.stored: set[Node] = set()
         if self.optimize:
-            self.stored = self._frontier(reads(self.loop_b + self.post_b), loop_f)
+            stored = self._frontier(reads(self.loop_b + self.post_b), loop_f)
+            # a slice of a stored array is a free view: store the array, not the slice too
+            self.stored = {n for n in stored if not (n.op is Op.SLICE and n.src[0] in stored)}
         cheap = lambda n: n in loop_f and n not in self.stored  # noqa: E731
         self.recompute = in_order(_closure(reads(self.loop_b), cheap), self.fwd)
         self.recompute_post = in_order(_closure(reads(self.post_b), cheap), self.fwd)
@@ -348,18 +350,20 @@ class ModuleWriter:
         ys = {o: self.namer.name(f"ys_{o}") for o in c.outputs}
         lines += [f"{I1}{ys[o]} = np.empty({self.shape_text(n, fn)}, dtype)" for o, n in zip(c.outputs, outs)]
         seqs = self.tape_sequences(em) if self.with_backward else []
-        if seqs:
-            lines.append(f"{I1}if tape is not None:")
-            lines += [f"{I2}{name} = np.empty({shape}, dtype)" for name, shape, _ in seqs]
+        lines += [f"{I1}{name} = np.empty({shape}, dtype)" for name, shape, _ in seqs]
         lines.append(f"{I1}for t in range(T):")
         body = self.loop_inputs(em, fn, plan.loop, I2)
         self.index_pre(em)
-        stored = plan.stored if self.with_backward else set()
-        body += em.block(plan.loop, I2, 1, keep=set(outs + updates) | stored)
-        body += [f"{I2}{ys[o]}[t] = {em.expr(n)[0]}" for o, n in zip(c.outputs, outs)]
-        if seqs:
-            body.append(f"{I2}if tape is not None:")
-            body += [f"{I3}{name}[t] = {em.expr(node)[0]}" for name, _, node in seqs]
+        body += [f"{I2}{name}[t] = {self.leaf_names[node]}" for name, _, node in seqs
+                 if node.op is Op.STATE]
+        dests = {node: f"{name}[t]" for name, _, node in seqs if node.op is not Op.STATE}
+        loop = set(plan.loop)
+        for o, node in zip(c.outputs, outs):
+            if node in loop and node not in dests and node not in updates_of_leaves(fn):
+                dests[node] = f"{ys[o]}[t]"
+        body += em.block(plan.loop, I2, 1, keep=set(outs + updates), dests=dests)
+        body += [f"{I2}{ys[o]}[t] = {em.expr(n)[0]}" for o, n in zip(c.outputs, outs)
+                 if dests.get(n) != f"{ys[o]}[t]"]
         if states:
             body.append(f"{I2}{', '.join(self.leaf_names[s] for s in states)} = "
                         f"{', '.join(em.expr(n)[0] for n in updates)}")
@@ -434,6 +438,11 @@ class ModuleWriter:
                 lines.append(f'{indent}{self.leaf_names[leaf]} = xs["{leaf.arg}"][t]')
                 em.bind(leaf, self.leaf_names[leaf])
         return lines
+
+
+def updates_of_leaves(fn: Function) -> set[Node]:
+    """Result nodes that are leaves (an output that is a state or an input)."""
+    return {n for _, n in fn.results if n.op.is_leaf}
 
 
 class BackwardWriter:
@@ -521,17 +530,31 @@ class BackwardWriter:
                 names[node] = em.namer.name(grad_name(leaf.arg))
         region = plan.recompute + plan.loop_b
         body = mw.loop_inputs(em, fwd, region, I2)
-        body += em.block(region, I2, 1, keep=(set(names) | set(self.post_store)) & set(region),
-                         names=names)
+        body += self.step_views(em, region)
+        dests = {n: f"{name}[t]" for n, name in self.post_store.items() if n in set(region)}
+        body += em.block(region, I2, 1, keep=set(names) & set(region), names=names, dests=dests)
         for leaf, name in self.accumulate:
             expr = em.expr(self.results[grad_name(leaf.arg)])[0]
             body.append(f"{I2}{name} += {expr}" if leaf.op is Op.PARAM else f"{I2}{name}[t] = {expr}")
-        body += [f"{I2}{name}[t] = {em.expr(n)[0]}" for n, name in self.post_store.items()]
+        body += [f"{I2}{name}[t] = {em.expr(n)[0]}" for n, name in self.post_store.items()
+                 if n not in dests]
         if states:
             body.append(f"{I2}{', '.join(self.carried[s] for s in states)} = "
                         f"{', '.join(em.expr(self.results[grad_name(s.arg)])[0] for s in states)}")
         em.forget(set(region) | state_seeds | set(fwd.leaves_of(Op.INPUT)))
         return lines + (body if body else [f"{I2}pass"])
+
+    def step_views(self, em: Emitter, region: list[Node]) -> list[str]:
+        """Name this step's slice of every recorded array the loop reads, once."""
+        used = {s for n in region for s in n.src}
+        lines = []
+        for node, name in self.tape_names.items():
+            per_step = node.op is Op.STATE or node in self.plan.stored or node in set(self.plan.pre)
+            if per_step and node in used:
+                local = em.namer.name(em.base_name(node))
+                lines.append(f"{I2}{local} = {name}[t]")
+                em.bind(node, local)
+        return lines
 
     def bind_step(self, em: Emitter) -> None:
         """Forward values at step t: states, stored activations, all-steps arrays, seeds."""

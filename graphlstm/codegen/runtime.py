@@ -29,9 +29,9 @@ def _conv_weights(g, x, kh, kw):
     return (np.moveaxis(g, -3, -1).reshape(-1, o).T @ cols).reshape(o, c, kh, kw)
 ''',
     "_sigmoid": '''
-def _sigmoid(x):
+def _sigmoid(x, out=None):
     """The logistic function as 0.5 * tanh(x / 2) + 0.5: one transcendental, never overflows."""
-    y = np.multiply(x, 0.5)
+    y = np.multiply(x, 0.5, out=out)
     np.tanh(y, out=y)
     y *= 0.5
     y += 0.5

@@ -21,7 +21,7 @@ from . import dot
 from .cell import new_graph
 from .dot import Html
 from .highlight import Emphasis
-from .style import COTANGENT, FORWARD_GREY, NODE_STYLES, name_html
+from .style import EDGE, NODE, COTANGENT, FORWARD_GREY, NODE_STYLES, name_html, small_subscripts
 from .view import Box, Picture, fold
 
 FORWARD_BOX = {"color": FORWARD_GREY, "fontcolor": "#6f6f6f", "fillcolor": "#f0f0f0"}
@@ -101,7 +101,7 @@ def _box_attrs(bp: BackwardPicture, box: Box, emphasis: Emphasis, reached: set[s
             attrs["label"] = pretty(box.eq)
     if box.cells:
         attrs["label"] = Html(" + ".join(box.cells))
-    return emphasis.node(box, attrs, reached=box.id in reached)
+    return small_subscripts(emphasis.node(box, attrs, reached=box.id in reached), NODE["fontsize"])
 
 
 def _wire_attrs(bp: BackwardPicture, tail: str, head: str) -> tuple[str, dict]:
@@ -123,8 +123,9 @@ def _results(bp: BackwardPicture, block: dot.Block) -> None:
         if source is None:
             continue
         terminal = f"out:{name}"
-        block.node(terminal, {**NODE_STYLES["output"], "label": pretty(name), "id": terminal,
-                              "fontcolor": "#8e1b1b", "tooltip": f"{name}: the gradient"})
+        block.node(terminal, small_subscripts(
+            {**NODE_STYLES["output"], "label": pretty(name), "id": terminal,
+             "fontcolor": "#8e1b1b", "tooltip": f"{name}: the gradient"}, NODE["fontsize"]))
         block.edge(terminal, source, {**COTANGENT_WIRE, "dir": "back"})
 
 
@@ -141,7 +142,7 @@ def backward_dot(fn: Function, emphasis: Emphasis) -> str:
         target.node(box.id, _box_attrs(bp, box, emphasis, reached))
     for wire in bp.pic.wires:
         mode, attrs = _wire_attrs(bp, wire.tail, wire.head)
-        attrs = emphasis.edge(attrs, (wire.tail, wire.head) in lit)
+        attrs = small_subscripts(emphasis.edge(attrs, (wire.tail, wire.head) in lit), EDGE["fontsize"])
         if mode == "down":
             graph.edge(wire.head, wire.tail, {**attrs, "dir": "back"})
         else:

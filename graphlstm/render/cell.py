@@ -25,7 +25,8 @@ from ..ir import Function, Op
 from . import dot
 from .dot import Html
 from .highlight import Emphasis
-from .style import CELL_BOX, EDGE, GRAPH, HIGHWAY, LAYER_BOX, NODE, NODE_STYLES, name_html
+from .style import (CELL_BOX, EDGE, GRAPH, HIGHWAY, LAYER_BOX, NODE, NODE_STYLES, name_html,
+                    small_subscripts)
 from .view import Box, Picture, fold
 
 ELEMENTWISE_KINDS = frozenset({"gate", "sum", "affine", "pointwise", "diag"})
@@ -80,6 +81,7 @@ class CellLayout:
         self._link_wires()
         self._link_results()
         self._join_bottom_junctions()
+        self._input_junctions()
 
     # -- highways and what hangs from them ----------------------------------------------
     def _highways(self) -> dict[str, list[str]]:
@@ -240,6 +242,23 @@ class CellLayout:
             if link.tail in states and link.head in joined:
                 link.mode = "flat"
 
+    def _input_junctions(self) -> None:
+        """An input feeding boxes above the bottom row enters the cell at a junction on
+        that row and fans out from there: a wire from below the cell that skipped the row
+        would have to go round the cell's border. Boxes on the row it feeds directly."""
+        for x in self.input_row():
+            above = [link for link in self.links if link.tail == x and link.mode == "up"
+                     and link.head not in self.bottom]
+            if not above:
+                continue
+            entry = f"in:{x}"
+            self.junctions[entry] = self.pic.boxes[x].eq
+            ends = [b for b in self.bottom if b.startswith(("split:", "next:"))]
+            self.bottom.insert(len(self.bottom) - len(ends), entry)
+            for link in above:
+                link.tail = entry
+            self.links.append(Link(x, entry, "up", style={"arrowhead": "none"}))
+
     # -- rows -----------------------------------------------------------------------------
     def rank_rows(self) -> list[tuple[str, list[str]]]:
         """`rank=same` groups: each highway, the bottom row, the layers of equal depth; the
@@ -370,7 +389,9 @@ def with_cells(box: Box, attrs: dict) -> dict:
     """`W_f | U_f, b_f`: one rounded box, a cell (and port `p0`, `p1`, ...) per term."""
     if not box.cells:
         return attrs
-    row = "<VR/>".join(f'<TD PORT="p{i}">{cell}</TD>' for i, cell in enumerate(box.cells))
+    cells = [small_subscripts({"label": cell}, attrs.get("fontsize", NODE["fontsize"]))["label"]
+             for cell in box.cells]
+    row = "<VR/>".join(f'<TD PORT="p{i}">{cell}</TD>' for i, cell in enumerate(cells))
     border = 2 if float(attrs.get("penwidth", 1)) >= 2 else 1
     table = (f'<TABLE BORDER="{border}" CELLBORDER="0" CELLSPACING="0" CELLPADDING="3" '
              f'STYLE="rounded" BGCOLOR="{attrs["fillcolor"]}" COLOR="{attrs["color"]}">'
@@ -394,7 +415,7 @@ def emit_link(block: dot.Block, link: Link, copy: Copy, style: dict) -> None:
         return
     attrs = dict(style)
     if link.label is not None:
-        attrs["label"] = link.label
+        attrs = small_subscripts({**attrs, "label": link.label}, EDGE["fontsize"])
     if link.port is not None:   # enter the cell from the side the wire comes from
         attrs["headport"] = f"{link.port}:{'n' if link.mode == 'hang' else 's'}"
     if link.mode == "hang":
@@ -417,7 +438,8 @@ def emit_cell(block: dot.Block, layout: CellLayout, copy: Copy, emphasis: Emphas
 
     def draw(target: dot.Block, box_id: str, attrs: dict) -> None:
         box = boxes[box_id]
-        target.node(attrs["id"], with_cells(box, emphasis.node(box, attrs, box_id in reached)))
+        styled = small_subscripts(emphasis.node(box, attrs, box_id in reached), NODE["fontsize"])
+        target.node(attrs["id"], with_cells(box, styled))
 
     for box in layout.pic.boxes.values():
         if box.kind == "input":

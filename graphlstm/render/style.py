@@ -107,13 +107,28 @@ def name_html(name: str, time: str | None = None) -> Html:
     return Html(text)
 
 
+def small_subscripts(attrs: dict, default_size: float) -> dict:
+    """Subscripts at 3/4 of the label's size. Graphviz writes `<SUB>` as SVG text with
+    `baseline-shift="sub"` at full size, which browsers draw large and low."""
+    label = attrs.get("label")
+    if not isinstance(label, Html) or "<SUB>" not in label:
+        return attrs
+    size = round(0.75 * float(attrs.get("fontsize", default_size)), 1)
+    label = label.replace("<SUB>", f'<SUB><FONT POINT-SIZE="{size:g}">').replace("</SUB>", "</FONT></SUB>")
+    return {**attrs, "label": Html(label)}
+
+
 def names_html(names: list[str]) -> Html:
     """Several names, comma separated (the parameters of one box: `W_f, b_f`)."""
     return Html(", ".join(name_html(n) for n in names))
 
 
 def nonlinearity_label(fn: Nonlinearity) -> Html:
-    """σ, tanh, a custom name, or an affine map with a dot for its operand: `1 − ·`."""
+    """σ, tanh, a custom name, a derivative (`d_tanh` -> tanh′), or an affine map with a
+    dot for its operand: `1 − ·`."""
+    if fn.name.startswith("d_"):
+        base = fn.name[2:]
+        return Html(escape_html(NONLIN_SYMBOLS.get(base, base)) + PRIME)
     if fn.name:
         return Html(escape_html(NONLIN_SYMBOLS.get(fn.name, fn.name)))
     return Html(escape_html(affine_text(fn.expr)))

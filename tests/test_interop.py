@@ -143,7 +143,7 @@ def test_to_torch_refuses_what_pytorch_lacks():
 
 
 def test_from_torch_float32_keeps_dtype():
-    model, params = interop.from_torch(nn.LSTM(N_IN, H))
+    model, params = interop.from_torch(nn.LSTM(N_IN, H, dtype=torch.float32))
     assert model is gl.zoo.get("lstm")
     assert {v.dtype for v in params.values()} == {np.dtype("float32")}
 

@@ -303,3 +303,18 @@ def test_deploy_without_torch_example(capsys):
         torch.set_num_threads(threads)
     assert "torch is not importable" in capsys.readouterr().out
     assert diff <= 1e-12
+
+
+@pytest.mark.parametrize("cls", [nn.LSTM, nn.GRU])
+def test_from_torch_without_biases(cls):
+    torch.manual_seed(1)
+    module = cls(N_IN, H, num_layers=2, bias=False, dtype=torch.float64)
+    x = np.random.default_rng(3).standard_normal((T, B, N_IN))
+    model, params = interop.from_torch(module)
+    assert all(not v.any() for k, v in params.items() if ".b_" in k)
+    close(gl.compile(model).forward(params, x)[0]["h"], module(torch.tensor(x))[0].detach().numpy(), "output")
+
+
+def test_from_torch_warns_that_dropout_is_not_applied():
+    with pytest.warns(UserWarning, match="dropout"):
+        interop.from_torch(nn.GRU(N_IN, H, num_layers=2, dropout=0.5))

@@ -2,9 +2,10 @@
 
 `stack(a, b, ...)` is a cell again: layer k+1 reads layer k's outputs at the same step, so
 one step of the stack is one `Function` and everything downstream (grad, unroll, compile,
-render, check_grads) works on it unchanged. Every leaf, equation and size of layer k is
-renamed with the prefix `lk.` (`l1.W_f`, `l2.h'`, `l2.n`), which reads like a PyTorch
-state_dict key; generated code spells it `l1_W_f`.
+render, check_grads) works on it unchanged. Every parameter, state, equation and size of
+layer k is renamed with the prefix `lk.` (`l1.W_f`, `l2.h'`, `l2.n`), which reads like a
+PyTorch state_dict key (generated code spells it `l1_W_f`); the stack's inputs and outputs
+keep their names (`x`, `h`).
 
 `bidirectional(cell)` cannot be a cell: its reverse-time half at step t depends on inputs
 after t. It is a sequence model instead: a *paired cell* runs a forward-time copy (`fwd.`)
@@ -146,10 +147,11 @@ def stack(*cells: Cell, name: str | None = None) -> Cell:
 def _flatten(cells) -> list[Cell]:
     out: list[Cell] = []
     for cell in cells:
+        if isinstance(cell, Bidirectional):
+            raise TypeError("stack takes cells; a bidirectional layer needs whole sequences: "
+                            "use gl.bidirectional(cell, layers=k)")
         if not isinstance(cell, Cell):
-            raise TypeError(f"stack takes cells, got {type(cell).__name__}"
-                            + ("; a bidirectional layer needs whole sequences: use "
-                               "gl.bidirectional(cell, layers=k)" if isinstance(cell, Bidirectional) else ""))
+            raise TypeError(f"stack takes cells, got {type(cell).__name__}")
         out += list(cell.step.meta.get("layer_cells", (cell,)))
     return out
 
@@ -289,8 +291,9 @@ class Bidirectional:
 
     @property
     def step(self):
+        """There is no one-step Function: say how to compile the model instead."""
         raise AttributeError(f"{self.name} is a sequence model, not a cell: compile it with "
-                        f"model.compile() (its .pair is the paired one-step cell)")
+                             f"model.compile() (its .pair is the paired one-step cell)")
 
     def compile(self, optimize: bool = True, backend: str = "numpy") -> "BidirectionalProgram":
         """The model as standalone code: forward, backward (backprop through both

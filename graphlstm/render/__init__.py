@@ -61,10 +61,8 @@ def _names(fn: Function, kind: str, highlight: Highlight) -> frozenset[str]:
     """Highlight names checked against the picture's equations and leaves."""
     if highlight is None:
         return frozenset()
-    if kind == "unrolled":
+    if kind == "unrolled":   # the picture is drawn from the cell's own step
         fn = fn.meta["cell"].step
-    elif kind == "backward":
-        fn = fn
     equations = [name for name, _ in fn.equations]
     leaves = [leaf.arg for leaf in fn.leaves]
     states = [leaf.arg for leaf in fn.leaves_of(Op.STATE)]

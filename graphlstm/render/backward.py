@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 
-from ..ir import Function, Node, Op
+from ..ir import Function
 from . import dot
 from .cell import new_graph
 from .dot import Html
@@ -88,20 +88,19 @@ def _merge(rows: list[list[str]]) -> list[list[str]]:
     return merged
 
 
-def _box_attrs(bp: BackwardPicture, box: Box, emphasis: Emphasis, reached: set[str]) -> dict:
+def _box_attrs(bp: BackwardPicture, box: Box) -> dict:
+    """Forward values grey; cotangents red, named ∂ and saying what they differentiate."""
     attrs = {**NODE_STYLES[box.kind], "id": box.id, "tooltip": box.tooltip}
     if box.kind != "junction":
         attrs["label"] = box.label
-    if bp.is_forward[box.id]:
-        attrs.update({k: v for k, v in FORWARD_BOX.items() if k != "fillcolor" or "filled" in str(attrs.get("style"))})
-    else:
-        attrs.update({k: v for k, v in BACKWARD_BOX.items() if k != "fillcolor" or "filled" in str(attrs.get("style"))})
+    colours = FORWARD_BOX if bp.is_forward[box.id] else BACKWARD_BOX
+    filled = "filled" in str(attrs.get("style", ""))
+    attrs.update({k: v for k, v in colours.items() if k != "fillcolor" or filled})
+    if not bp.is_forward[box.id]:
         attrs["tooltip"] = bp.adjoint_text(box)
-        if box.kind in ("input", "state"):
+        if box.kind == "input":   # a seed: ∂h, ∂c′
             attrs["label"] = pretty(box.eq)
-    if box.cells:
-        attrs["label"] = Html(" + ".join(box.cells))
-    return small_subscripts(emphasis.node(box, attrs, reached=box.id in reached), NODE["fontsize"])
+    return attrs
 
 
 def _wire_attrs(bp: BackwardPicture, tail: str, head: str) -> tuple[str, dict]:
@@ -111,7 +110,7 @@ def _wire_attrs(bp: BackwardPicture, tail: str, head: str) -> tuple[str, dict]:
     if bp.is_forward[tail]:
         return "free", dict(READS_WIRE)
     attrs = dict(COTANGENT_WIRE)
-    if tail in bp.names and bp.pic.boxes[tail].kind not in ("input",):
+    if tail in bp.names and bp.pic.boxes[tail].kind != "input":
         attrs["label"] = pretty(bp.names[tail])
     return "down", attrs
 
@@ -139,7 +138,8 @@ def backward_dot(fn: Function, emphasis: Emphasis) -> str:
     lit, reached = emphasis.spread(bp.pic.boxes.values(), [(w.tail, w.head) for w in bp.pic.wires])
     for box in bp.pic.boxes.values():
         target = forward if bp.is_forward[box.id] else graph
-        target.node(box.id, _box_attrs(bp, box, emphasis, reached))
+        attrs = emphasis.node(box, _box_attrs(bp, box), reached=box.id in reached)
+        target.node(box.id, small_subscripts(attrs, NODE["fontsize"]))
     for wire in bp.pic.wires:
         mode, attrs = _wire_attrs(bp, wire.tail, wire.head)
         attrs = small_subscripts(emphasis.edge(attrs, (wire.tail, wire.head) in lit), EDGE["fontsize"])
@@ -152,5 +152,3 @@ def backward_dot(fn: Function, emphasis: Emphasis) -> str:
         graph.rank("same", row)
     return dot.source(graph)
 
-
-__all__ = ["backward_dot", "BackwardPicture", "pretty", "Node", "Op"]

@@ -14,7 +14,7 @@ states run along the bottom, entering at the left and leaving at the right.
     h_{t-1} ─•───────────────────•─ h_t (the bottom row)
              x_t
 
-`CellLayout` decides rows, edge modes and labels once; `emit` writes them into a DOT block
+`CellLayout` decides rows, edge modes and labels once; `emit_cell` writes them into a DOT block
 with an id prefix and time subscripts, so the unrolled picture reuses it per step.
 """
 from __future__ import annotations
@@ -27,7 +27,7 @@ from .dot import Html
 from .highlight import Emphasis
 from .style import (CELL_BOX, EDGE, GRAPH, HIGHWAY, LAYER_BOX, NODE, NODE_STYLES, name_html,
                     small_subscripts)
-from .view import Box, Picture, fold
+from .view import Box, fold
 
 ELEMENTWISE_KINDS = frozenset({"gate", "sum", "affine", "pointwise", "diag"})
 STATE_LINE = {"penwidth": 1.8, "color": "#333333"}
@@ -73,7 +73,6 @@ class CellLayout:
                       if self.pic.boxes[self.pic.box_of[node]].kind not in ("input", "state", "param")}
         self.terminals: list[Terminal] = []
         self.links: list[Link] = []
-        self.rows: list[list[str]] = []
         self.bottom: list[str] = [self.pic.box_of[fn.leaf(s)] for s in self.state_names
                                   if s not in self.chains]
         self.top: list[str] = []
@@ -139,8 +138,8 @@ class CellLayout:
             mode = self._mode(wire.tail, wire.head)
             tail = self._tap(wire.tail) if mode == "free" and self._is_highway_state(wire.tail) else wire.tail
             self.links.append(Link(tail, wire.head, "up" if tail != wire.tail else mode,
-                                   self._eq_label(wire.tail, wire.head),
-                                   self._style(wire.tail, wire.head), wire.port))
+                                   self._eq_label(wire.tail), self._style(wire.tail, wire.head),
+                                   wire.port))
 
     def _is_highway_state(self, box: str) -> bool:
         return self.pic.boxes[box].kind == "state" and box in self.chain_of
@@ -157,6 +156,8 @@ class CellLayout:
         return tap
 
     def _mode(self, tail: str, head: str) -> str:
+        """Along a highway: flat; into what hangs below it: hang; from a highway to
+        anything else: free (a drop); otherwise the upward flow."""
         chain = self.chains.get(self.chain_of.get(tail, ""), [])
         if tail in chain and chain.index(tail) + 1 < len(chain) and chain[chain.index(tail) + 1] == head:
             return "flat"
@@ -165,6 +166,7 @@ class CellLayout:
         return "free" if tail in self.chain_of else "up"
 
     def _style(self, tail: str, head: str) -> dict:
+        """Highways heavy, state lines a little heavier, no arrowheads into junctions."""
         style: dict = {}
         if self._mode(tail, head) == "flat":
             style.update(HIGHWAY)
@@ -174,9 +176,9 @@ class CellLayout:
             style["arrowhead"] = "none"
         return style
 
-    def _eq_label(self, tail: str, head: str) -> Html | None:
+    def _eq_label(self, box: str) -> Html | None:
         """Wires leaving an equation's box carry its name (f, i, c')."""
-        eq = self.roots.get(tail)
+        eq = self.roots.get(box)
         return name_html(eq) if eq is not None else None
 
     # -- results: next states and outputs -------------------------------------------------
@@ -206,20 +208,17 @@ class CellLayout:
         self.terminals.append(Terminal(nxt, "state", state, True))
         self.bottom.append(nxt)
         if not outputs:
-            self.links.append(Link(box, nxt, "hang", self._eq_label_of(box), dict(STATE_LINE)))
+            self.links.append(Link(box, nxt, "hang", self._eq_label(box), dict(STATE_LINE)))
             return
         split = f"split:{state}"
         self.junctions[split] = state + "'"
         self.bottom.insert(len(self.bottom) - 1, split)
-        self.links.append(Link(box, split, "hang", self._eq_label_of(box),
+        self.links.append(Link(box, split, "hang", self._eq_label(box),
                                {**STATE_LINE, "arrowhead": "none"}))
         self.links.append(Link(split, nxt, "flat", style=dict(STATE_LINE)))
         for name in outputs:
             self._add_output(name, split, "up")
             self.links.append(Link(box, f"out:{name}", "lift"))
-
-    def _eq_label_of(self, box: str) -> Html | None:
-        return self._eq_label(box, "")
 
     def _add_output(self, name: str, source: str, mode: str, in_row: bool = True) -> None:
         """An output terminal; `in_row`: on the top row, right of the top highway."""
@@ -332,6 +331,7 @@ class CellLayout:
 
 
 def _has(fn: Function, name: str) -> bool:
+    """Whether the Function has a result of that name (a state may have no update)."""
     return any(n == name for n, _ in fn.results)
 
 
@@ -368,6 +368,7 @@ class Copy:
 
 
 def terminal_attrs(term: Terminal, copy: Copy, tooltip: str) -> dict:
+    """A terminal's attributes: its name with the copy's time subscript."""
     time = copy.after if term.later else copy.before
     return {**NODE_STYLES[term.kind], "label": name_html(term.name, time),
             "tooltip": tooltip, "id": copy.id(term.id)}
@@ -417,7 +418,7 @@ def emit_link(block: dot.Block, link: Link, copy: Copy, style: dict) -> None:
     if link.label is not None:
         attrs = small_subscripts({**attrs, "label": link.label}, EDGE["fontsize"])
     if link.port is not None:   # enter the cell from the side the wire comes from
-        attrs["headport"] = f"{link.port}:{'n' if link.mode == 'hang' else 's'}"
+        attrs["headport"] = f"{link.port}:{'n' if link.mode in ('hang', 'free') else 's'}"
     if link.mode == "hang":
         block.edge(head, tail, {**{_swap_end(k): v for k, v in attrs.items()}, "dir": "back"})
     elif link.mode == "free":
@@ -448,15 +449,8 @@ def emit_cell(block: dot.Block, layout: CellLayout, copy: Copy, emphasis: Emphas
     for key, value in {**CELL_BOX, "label": copy.title}.items():
         cluster.attr(key, value)
     layers = _layer_blocks(cluster, layout, copy)
-    for box in layout.pic.boxes.values():
-        if box.kind != "input":
-            draw(layers[layout.layer_of(box.id)], box.id, box_attrs(box, copy))
-    for term in layout.terminals:
-        if term.id not in copy.drop:
-            draw(layers[layout.layer_of(term.id)], term.id, terminal_attrs(term, copy, _describe(term)))
-    for junction, eq in layout.junctions.items():
-        draw(layers[layout.layer_of(junction)], junction,
-             {**NODE_STYLES["junction"], "id": copy.id(junction), "tooltip": eq})
+    for box_id, attrs in _inner_nodes(layout, copy):
+        draw(layers[layout.layer_of(box_id)], box_id, attrs)
     for link in layout.links + layout.order_links():
         dropped = {link.tail, link.head} & copy.drop
         if dropped and (link.mode in ("order", "lift") or dropped - set(copy.retarget)):
@@ -465,12 +459,26 @@ def emit_cell(block: dot.Block, layout: CellLayout, copy: Copy, emphasis: Emphas
     return cluster
 
 
+def _inner_nodes(layout: CellLayout, copy: Copy):
+    """(id, attributes) of everything inside the cell box: boxes, terminals, junctions."""
+    for box in layout.pic.boxes.values():
+        if box.kind != "input":
+            yield box.id, box_attrs(box, copy)
+    for term in layout.terminals:
+        if term.id not in copy.drop:
+            yield term.id, terminal_attrs(term, copy, _describe(term))
+    for junction, eq in layout.junctions.items():
+        yield junction, {**NODE_STYLES["junction"], "id": copy.id(junction), "tooltip": eq}
+
+
 def _describe(term: Terminal) -> str:
+    """A terminal's tooltip: `next state c`, `output h`."""
     kinds = {"next": "next state", "out": "output"}
     return f"{kinds.get(term.id.split(':')[0], term.kind)} {term.name}"
 
 
 def emit_rows(block: dot.Block, rows: list[tuple[str, list[str]]]) -> None:
+    """The rank groups, as `{rank=same; ...}` subgraphs."""
     for kind, ids in rows:
         block.rank(kind, ids)
 
@@ -490,7 +498,7 @@ def _layer_blocks(cluster: dot.Block, layout: CellLayout, copy: Copy) -> dict[st
 def _terminal_box(term: Terminal) -> Box:
     """A stand-in Box for a terminal, so highlighting treats `next:c` as part of c'."""
     eq = term.name + "'" if term.id.startswith("next:") else term.name
-    return Box(term.id, "junction" if term.kind == "junction" else term.kind, Html(""), eq, [], "")
+    return Box(term.id, term.kind, Html(""), eq, [], "")
 
 
 def all_boxes(layout: CellLayout) -> dict[str, Box]:

@@ -34,9 +34,6 @@ CELL_BOX = {"style": "rounded,filled", "fillcolor": "#f3f5fa", "color": "#9aa6bf
             "penwidth": 1.2, "label": "", "margin": 10}
 LAYER_BOX = {"style": "rounded,dashed", "color": "#9aa6bf", "fontcolor": "#6b7690",
              "fontsize": 11, "labeljust": "l", "margin": 8}
-STEP_BOX = {"style": "rounded,filled", "fillcolor": "#f3f5fa", "color": "#9aa6bf",
-            "penwidth": 1.2, "fontcolor": "#6b7690", "fontsize": 11, "labeljust": "l",
-            "labelloc": "b", "margin": 8}
 HIGHWAY = {"penwidth": 2.4, "color": INK, "weight": 20}
 
 _CIRCLE = {"shape": "circle", "fixedsize": True, "width": 0.3, "fontsize": 15,
@@ -118,11 +115,6 @@ def small_subscripts(attrs: dict, default_size: float) -> dict:
     return {**attrs, "label": Html(label)}
 
 
-def names_html(names: list[str]) -> Html:
-    """Several names, comma separated (the parameters of one box: `W_f, b_f`)."""
-    return Html(", ".join(name_html(n) for n in names))
-
-
 def nonlinearity_label(fn: Nonlinearity) -> Html:
     """σ, tanh, a custom name, a derivative (`d_tanh` -> tanh′), or an affine map with a
     dot for its operand: `1 − ·`."""
@@ -179,8 +171,5 @@ def emphasised(attrs: dict, edge: bool = False) -> dict:
     """A node or edge on the highlighted path: its colours kept, its outline strong."""
     out = dict(attrs)
     out["penwidth"] = max(float(out.get("penwidth", 1.0)), 2.2 if edge else 2.0)
-    if edge:
-        out["color"] = EMPHASIS
-    else:
-        out["color"] = EMPHASIS
+    out["color"] = EMPHASIS
     return out

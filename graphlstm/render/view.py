@@ -19,7 +19,7 @@ from ..ir import Function, Node, Op
 from ..lang import format_expr
 from ..shapes import show
 from .dot import Html, escape_html
-from .style import name_html, names_html, nonlinearity_label
+from .style import name_html, nonlinearity_label
 
 LEAF_KINDS = {Op.INPUT: "input", Op.STATE: "state", Op.PARAM: "param"}
 OP_KINDS = {Op.CONCAT: "junction", Op.MATMUL: "matmul", Op.GATE: "gate", Op.SUM: "sum",
@@ -63,9 +63,11 @@ class Picture:
     box_of: dict[Node, str] = field(default_factory=dict)
 
     def inputs_of(self, box_id: str) -> list[str]:
+        """The boxes wired into a box, in wire order."""
         return [w.tail for w in self.wires if w.head == box_id]
 
     def users_of(self, box_id: str) -> list[str]:
+        """The boxes a box's value is wired to, each once, in wire order."""
         return list(dict.fromkeys(w.head for w in self.wires if w.tail == box_id))
 
 
@@ -262,17 +264,3 @@ class _Folding:
             yield leaf, leaf.arg
         for name, node in self.fn.equations:
             yield node, name
-
-
-def names_in(pic: Picture) -> list[str]:
-    """All leaf names a picture shows (in boxes or labels), for tests and tooltips."""
-    out: list[str] = []
-    for box in pic.boxes.values():
-        for node in box.members:
-            for src in (node,) + node.src:
-                if src.op in LEAF_KINDS and src.arg not in out:
-                    out.append(src.arg)
-    return out
-
-
-__all__ = ["Box", "Wire", "Picture", "fold", "users", "names_in", "escape_html", "names_html"]

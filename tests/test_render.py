@@ -261,6 +261,30 @@ def _overlap(a, b) -> bool:
     return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
+def _curve(points: list, steps: int = 12) -> list[tuple[float, float]]:
+    """Points along a piecewise cubic Bézier (Graphviz's edge splines)."""
+    out = []
+    for i in range(0, len(points) - 3, 3):
+        p0, p1, p2, p3 = points[i:i + 4]
+        for k in range(steps + 1):
+            t = k / steps
+            out.append(tuple((1 - t) ** 3 * a + 3 * (1 - t) ** 2 * t * b + 3 * (1 - t) * t * t * c
+                             + t ** 3 * d for a, b, c, d in zip(p0, p1, p2, p3)))
+    return out
+
+
+def _crosses(edge: dict, y: float, x0: float, x1: float) -> bool:
+    """Whether an edge's spline passes through the segment y, x0 < x < x1."""
+    for op in edge.get("_draw_", []):
+        if op["op"] != "b":
+            continue
+        points = _curve(op["points"])
+        for (ax, ay), (bx, by) in zip(points, points[1:]):
+            if (ay - y) * (by - y) < 0 and x0 < ax + (bx - ax) * (y - ay) / (by - ay) < x1:
+                return True
+    return False
+
+
 @needs_dot
 @pytest.mark.parametrize("name", ZOO)
 def test_zoo_diagrams_are_legible(name):
@@ -270,12 +294,16 @@ def test_zoo_diagrams_are_legible(name):
     clashes = [(a, b) for i, (oa, a) in enumerate(boxes) for ob, b in boxes[i + 1:]
                if oa != ob and _overlap(a, b)]
     assert not clashes, f"{name}: labels overlap"
-    nodes = {o["name"]: o for o in layout["objects"] if "pos" in o}
-    position = {n: tuple(map(float, o["pos"].split(","))) for n, o in nodes.items()}
+    names = {o["_gvid"]: o["name"] for o in layout["objects"]}
+    position = {o["name"]: tuple(map(float, o["pos"].split(","))) for o in layout["objects"] if "pos" in o}
     for state, chain in CellLayout(cell.step).chains.items():
         xs = [position[b][0] for b in chain]
         ys = {round(position[b][1], 1) for b in chain}
         assert xs == sorted(xs) and len(ys) == 1, f"{name}: the {state} highway is not straight"
+        crossing = [(names[e["tail"]], names[e["head"]]) for e in layout.get("edges", [])
+                    if not {names[e["tail"]], names[e["head"]]} & set(chain)
+                    and _crosses(e, position[chain[0]][1], xs[0], xs[-1])]
+        assert not crossing, f"{name}: wires cross the {state} highway: {crossing}"
 
 
 @needs_dot

@@ -8,7 +8,6 @@ import pytest
 import graphlstm as gl
 
 torch = pytest.importorskip("torch")
-torch.set_default_dtype(torch.float64)
 
 T, B, N_IN, N = 6, 3, 4, 5
 SIZES = {"n_in": N_IN, "n": N}
@@ -31,7 +30,7 @@ def t(a):
 def test_lstm_equals_nn_lstm():
     cell = gl.zoo.get("lstm")
     params, xs, state0 = problem(cell)
-    lstm = torch.nn.LSTM(N_IN, N)
+    lstm = torch.nn.LSTM(N_IN, N).double()
     with torch.no_grad():   # PyTorch gate order i, f, g, o; W = [W_ih | W_hh]
         order = ["i", "f", "g", "o"]
         lstm.weight_ih_l0.copy_(torch.tensor(np.concatenate([params[f"W_{g}"][:, :N_IN] for g in order])))
@@ -49,7 +48,7 @@ def test_lstm_equals_nn_lstm():
 def test_gru_torch_equals_nn_gru():
     cell = gl.zoo.get("gru_torch")
     params, xs, state0 = problem(cell)
-    gru = torch.nn.GRU(N_IN, N)
+    gru = torch.nn.GRU(N_IN, N).double()
     with torch.no_grad():   # PyTorch order r, z, n
         gru.weight_ih_l0.copy_(torch.tensor(np.concatenate([params[f"W_i{g}"] for g in "rzn"])))
         gru.weight_hh_l0.copy_(torch.tensor(np.concatenate([params[f"W_h{g}"] for g in "rzn"])))
@@ -65,7 +64,7 @@ def test_gru_torch_equals_nn_gru():
 def test_rnn_equals_nn_rnn():
     cell = gl.zoo.get("rnn")
     params, xs, state0 = problem(cell)
-    rnn = torch.nn.RNN(N_IN, N)
+    rnn = torch.nn.RNN(N_IN, N).double()
     with torch.no_grad():
         rnn.weight_ih_l0.copy_(torch.tensor(params["W"][:, :N_IN]))
         rnn.weight_hh_l0.copy_(torch.tensor(params["W"][:, N_IN:]))

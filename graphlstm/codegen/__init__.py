@@ -75,6 +75,9 @@ def compile(cell, optimize: bool = True, backend: str = "numpy") -> Program:
 
     `optimize=False` gives the plain code: the graph as written, everything per step.
     """
+    from ..cell import Cell
+    if not isinstance(cell, Cell) and hasattr(cell, "compile"):   # composite models (bidirectional)
+        return cell.compile(optimize=optimize, backend=backend)
     if backend != "numpy":
         from .. import interop
         return interop.compile_backend(cell, backend, optimize)

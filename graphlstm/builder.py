@@ -182,11 +182,14 @@ class CellBuilder:
         """A parameter; with `shape` its shape is fixed, otherwise inferred from its uses."""
         self._check_name(name)
         if name in self._params:
-            if shape is not None:
+            if shape is not None and name in self._declared:
                 raise SpecError(f"parameter '{name}' is declared twice")
+            if shape is not None:
+                raise SpecError(f"parameter '{name}' is used before its param line"
+                                f"{_line_of(self._param_pos[name])}; put param lines first")
             return Value(self, self._params[name])
-        if name in self._named or name in self.nonlinearities:
-            raise SpecError(f"'{name}' is already defined; it cannot be a parameter")
+        if self._defined_as(name):
+            raise SpecError(f"'{name}' is {self._defined_as(name)}; it cannot be a parameter")
         node = ops.leaf(Op.PARAM, name)
         self._params[name] = node
         self._param_pos[name] = self.position
@@ -214,8 +217,8 @@ class CellBuilder:
             raise SpecError(f"nonlinearity '{name}' is declared twice")
         if name in BUILTINS:
             raise SpecError(f"'{name}' is a built-in nonlinearity; choose another name")
-        if name in self._named or name in self._params:
-            raise SpecError(f"'{name}' is already defined")
+        if self._defined_as(name):
+            raise SpecError(f"'{name}' is {self._defined_as(name)}; a nonlinearity needs its own name")
         if isinstance(formula, ast.AST):
             expr = formula_from_ast(formula, var, self.nonlinearities)
         else:
@@ -235,9 +238,7 @@ class CellBuilder:
     # -- equations ------------------------------------------------------------------------
     def let(self, name: str, value: Value) -> Value:
         """An intermediate equation `name = value`."""
-        self._check_name(name)
-        if name in self._named or name in self._params or name in self.nonlinearities:
-            raise SpecError(f"'{name}' is assigned twice (or shadows a declared name)")
+        self._check_assignable(name)
         value = _value(self, value)
         self._finish_equation(name, value.node)
         self._named[name] = value.node
@@ -272,10 +273,8 @@ class CellBuilder:
             value = _value(self, name)
             self.emit(self._name_of(value), value)
             return
-        self._check_name(name)
+        self._check_assignable(name)
         value = _value(self, value)
-        if name in self._named or name in self._params:
-            raise SpecError(f"'{name}' is assigned twice")
         self._finish_equation(name, value.node)
         self._named[name] = value.node
         self.emit(name, value)
@@ -431,6 +430,26 @@ class CellBuilder:
         self._equations.append((name, node))
         self._positions[name] = self.position
 
+    def _defined_as(self, name: str) -> str | None:
+        """What a name already stands for ("an input", ...), or None when it is free."""
+        for table, what in ((self._inputs, "an input"), (self._states, "a state"),
+                            (self._named, "an equation"), (self._params, "a parameter"),
+                            (self.nonlinearities, "a nonlinearity")):
+            if name in table:
+                return what
+        return None
+
+    def _check_assignable(self, name: str) -> None:
+        """An equation may only define a new name (each name is assigned once)."""
+        self._check_name(name)
+        what = self._defined_as(name)
+        if what == "an equation":
+            raise SpecError(f"'{name}' is assigned twice{_line_of(self._positions.get(name))}")
+        if what == "a state":
+            raise SpecError(f"'{name}' is a state: its update is written {name}' = ...")
+        if what:
+            raise SpecError(f"'{name}' is {what}; it cannot be assigned")
+
     def _check_name(self, name: str) -> None:
         if not isinstance(name, str) or not name.isidentifier() or not name.isascii():
             raise SpecError(f"bad name {name!r}: names are ASCII identifiers")
@@ -442,6 +461,10 @@ class CellBuilder:
         """Check completeness (every state updated, every shape known) and make the Cell."""
         from .cell import Cell
         from .ir import Function
+        if not _is_identifier(self.name):
+            raise SpecError(f"bad cell name {self.name!r}: a cell name is an ASCII identifier")
+        if not self._inputs:
+            raise SpecError("a cell needs at least one input (the sequence it runs over)")
         if not self._states and not self._outputs:
             raise SpecError("a cell needs at least one state or output")
         for name in self._states:
@@ -451,6 +474,7 @@ class CellBuilder:
         if not self._outputs:
             raise SpecError("a cell needs at least one output (e.g. `output h'`)")
         results = tuple(self._outputs) + tuple((s + "'", n) for s, n in self._updates.items())
+        self._check_batched(results)
         shapes = self._final_shapes([n for _, n in results])
         leaves = tuple(self._inputs.values()) + tuple(self._states.values()) + tuple(
             p for p in self._params.values() if p in shapes)
@@ -461,6 +485,14 @@ class CellBuilder:
             meta={"custom": tuple(self.nonlinearities[c] for c in self._custom),
                   "text": dict(self.texts)})
         return Cell(step, source=source)
+
+    def _check_batched(self, results) -> None:
+        """Every output and update depends on an input or a state (else it is a constant)."""
+        for name, node in results:
+            if not node.batched:
+                where = self._positions.get(name) or self._state_pos.get(name.rstrip("'"))
+                raise _at(SpecError(f"{name} depends on no input or state: it would be the "
+                                    "same constant at every step"), where)
 
     def _final_shapes(self, roots: list[Node]) -> dict[Node, tuple]:
         from .ir import toposort
@@ -484,6 +516,15 @@ class CellBuilder:
         hint = ", ".join(f"n_{name.lower()}" if self.unifier.unresolved((d,)) else show(d) for d in shape)
         return SpecError(f"cannot infer the shape of parameter '{name}' (a {kind} [{shown}]); "
                          f"declare it with a param line, e.g. `param {name}[{hint}]`")
+
+
+def _line_of(position: Position) -> str:
+    return f" (line {position[0]})" if position else ""
+
+
+def _is_identifier(name) -> bool:
+    return isinstance(name, str) and name.isidentifier() and name.isascii() \
+        and not name.startswith("__")
 
 
 def _at(error: SpecError, position: Position) -> SpecError:

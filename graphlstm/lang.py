@@ -9,6 +9,7 @@ at its line and column. Limits (documented in docs/language.md): a file of at mo
 from __future__ import annotations
 
 import ast
+import math
 import re
 from pathlib import Path
 from typing import Callable
@@ -35,38 +36,77 @@ _DESCRIBE = {
 
 def parse(text: str | bytes, name: str | None = None) -> "Cell":
     """Parse a cell written in the language; every problem is a `SpecError`."""
+    if name is not None and not _is_name(name):
+        raise SpecError(f"a cell name is one ASCII identifier, got {name!r}")
     text = _decode(text)
     return _Parser(text, name).run()
 
 
 def load(path: str | Path) -> "Cell":
-    """Read and parse a `.cell` file; the cell is named after the file unless it says."""
+    """Read and parse a `.cell` file; the cell is named after the file unless it says.
+
+    A file name that is not an identifier (`my-lstm.cell`) gives the name `my_lstm`: the
+    name reaches generated code, so it is never taken as written.
+    """
     path = Path(path)
     try:
-        size = path.stat().st_size
-        if size > MAX_BYTES:
-            raise SpecError(f"{path} is {size} bytes; cell files are limited to {MAX_BYTES}")
-        data = path.read_bytes()
+        with path.open("rb") as f:
+            data = f.read(MAX_BYTES + 1)     # enough to see that a file is too large
     except OSError as e:
         raise SpecError(f"cannot read {path}: {e.strerror or e}") from None
-    return parse(data, name=path.stem)
+    return parse(data, name=cell_name(path.stem))
+
+
+def cell_name(stem: str) -> str:
+    """An identifier from a file name: other characters become `_` (`2-layer` -> `c_2_layer`)."""
+    name = re.sub(r"[^0-9A-Za-z_]", "_", stem).lstrip("_") or "cell"
+    return "c_" + name if name[0].isdigit() else name
+
+
+def _is_name(name) -> bool:
+    return isinstance(name, str) and name.isidentifier() and name.isascii() \
+        and not name.startswith("__")
 
 
 def _decode(text: str | bytes) -> str:
+    """The text of a cell: UTF-8 and at most MAX_BYTES long, else a located SpecError."""
     if isinstance(text, bytes):
         if len(text) > MAX_BYTES:
-            raise SpecError(f"the cell text is {len(text)} bytes; the limit is {MAX_BYTES}")
+            _too_large(text[:MAX_BYTES + 1].decode("utf-8", errors="replace"), len(text), "bytes")
         try:
             text = text.decode("utf-8")
         except UnicodeDecodeError as e:
             line = text[:e.start].count(b"\n") + 1
-            col = e.start - (text.rfind(b"\n", 0, e.start) + 1) + 1
-            raise SpecError("the file is not UTF-8 text", line, col) from None
+            start = text.rfind(b"\n", 0, e.start) + 1
+            end = text.find(b"\n", e.start)
+            shown = text[start:end if end >= 0 else len(text)].decode("utf-8", errors="replace")
+            col = len(text[start:e.start].decode("utf-8", errors="replace")) + 1
+            raise SpecError(f"the file is not UTF-8 text (byte 0x{text[e.start]:02x})",
+                            line, col, shown) from None
     if not isinstance(text, str):
         raise SpecError(f"expected cell text, got {type(text).__name__}")
     if len(text) > MAX_BYTES:
-        raise SpecError(f"the cell text is {len(text)} characters; the limit is {MAX_BYTES}")
+        _too_large(text, len(text), "characters")
     return text
+
+
+def _lines(text: str) -> list[str]:
+    """The lines as an editor counts them: only \\n, \\r\\n and \\r end a line (other
+    separators that `str.splitlines` knows are characters, refused outside comments)."""
+    lines = re.split(r"\r\n|\r|\n", text)
+    if len(lines) > 1 and lines[-1] == "":
+        lines.pop()
+    return lines
+
+
+def _too_large(text: str, size: int, unit: str) -> None:
+    """Raise the size-limit error at the line and column where the limit is crossed."""
+    line = text.count("\n", 0, MAX_BYTES) + 1
+    start = text.rfind("\n", 0, MAX_BYTES) + 1
+    end = text.find("\n", start, start + 201)
+    shown = text[start:end if end >= 0 else start + 201]
+    raise SpecError(f"the cell text is {size} {unit}; the limit is {MAX_BYTES}",
+                    line, MAX_BYTES - start + 1, shown)
 
 
 class _Parser:
@@ -74,7 +114,7 @@ class _Parser:
 
     def __init__(self, text: str, name: str | None) -> None:
         self.text = text
-        self.lines = text.splitlines() or [""]
+        self.lines = _lines(text)
         self.b = CellBuilder(name or "cell")
         self.named_cell = False
         self.defined_at: dict[str, int] = {}
@@ -119,6 +159,9 @@ class _Parser:
                 raise SpecError(f"unexpected character {ch!r}: the language is ASCII "
                                 f"(only comments may hold other text)", lineno, i + 1,
                                 self.lines[lineno - 1])
+        for match in re.finditer(r"[0-9]{400,}", code):
+            raise SpecError("a number of more than 400 digits is not a finite float",
+                            lineno, match.start() + 1, self.lines[lineno - 1])
         for match in re.finditer(r"['\"]", _PRIMED.sub(lambda m: m.group(1) + PRIME, code)):
             raise SpecError("strings are not part of the language (a prime ' follows a name)",
                             lineno, match.start() + 1, self.lines[lineno - 1])
@@ -142,7 +185,7 @@ class _Parser:
         elif error.line is not None:
             lineno, col = error.line, error.col
         text = self.lines[lineno - 1] if 0 < lineno <= len(self.lines) else ""
-        return SpecError(error.message, lineno, col, text)
+        return SpecError(error.message.replace(PRIME, "'"), lineno, col, text)
 
     def _node_position(self, node: ast.AST) -> tuple[int, int]:
         lineno, base, segment = self.current
@@ -243,9 +286,15 @@ class _Parser:
                 and len(call.args) == 1 and isinstance(call.args[0], ast.Name)
                 and not call.keywords):
             raise SpecError("write nonlinearity NAME(u) = EXPR, with one variable", lineno, col)
+        name_at = self._node_position(call.func)
         body_col = col + len(head) + 1 + (len(body) - len(body.lstrip()))
         tree = self._parse(lineno, body_col, body.strip()).body
-        _located_call(lambda: self.b.nonlinearity(call.func.id, tree, var=call.args[0].id), tree)
+        try:
+            self.b.nonlinearity(call.func.id, tree, var=call.args[0].id)
+        except SpecError as e:      # a formula error carries its node; a name error does not
+            if e.line is None and getattr(e, "node", None) is None:
+                raise SpecError(e.message, *name_at) from None
+            raise
 
     def _output(self, lineno, col, rest):
         if "=" in rest:
@@ -253,16 +302,29 @@ class _Parser:
             target, value = self._assignment(tree)
             if target.endswith(PRIME):
                 raise _at(SpecError("an output name takes no prime"), tree.body[0].targets[0])
-            self.b.output(target, self._expr(value))
+            result = self._expr(value)
+            _located_call(lambda: self.b.output(target, result), tree.body[0].targets[0])
             self.b.texts[target] = " ".join(rest.split())
             return
         tree = self._parse(lineno, col, rest).body
         for item in (tree.elts if isinstance(tree, ast.Tuple) else [tree]):
             if not isinstance(item, ast.Name):
                 raise _at(SpecError("write output NAME, output NAME' or output NAME = EXPR"), item)
-            value = self._name(item)
+            value = self._output_value(item)
             name = item.id[:-1] if item.id.endswith(PRIME) else item.id
             _located_call(lambda: self.b.emit(name, value), item)
+
+    def _output_value(self, item: ast.Name) -> Value:
+        """The value `output NAME` emits: an input, a state, a new state or an equation."""
+        if not item.id.endswith(PRIME) and item.id not in self.defined_at \
+                and self.b.lookup(item.id) is None:
+            raise _at(SpecError(f"output '{item.id}' is not defined: write output NAME = EXPR, "
+                                "or output an input, a state or an equation"), item)
+        value = self._name(item)
+        if value.node.op is Op.PARAM:
+            raise _at(SpecError(f"'{item.id}' is a parameter; an output is computed by the cell "
+                                f"(write output y = ... )"), item)
+        return value
 
     def _equation(self, lineno, col, code):
         tree = self._parse(lineno, col, code, mode="exec")
@@ -305,7 +367,7 @@ class _Parser:
             return self._name(node)
         if isinstance(node, ast.Constant):
             if type(node.value) in (int, float):
-                return node.value
+                return _finite(node.value, node)
             raise _at(SpecError(f"{_describe(node)} is not part of the cell language"), node)
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
             operand = self._expr(node.operand)
@@ -393,20 +455,38 @@ def _fold(op, a, b, node):
     """Fold arithmetic on two constants (the result must still meet a vector)."""
     try:
         if op is ast.Add:
-            return a + b
+            return _finite(a + b, node)
         if op is ast.Sub:
-            return a - b
+            return _finite(a - b, node)
         if op is ast.Mult:
-            return a * b
+            return _finite(a * b, node)
         if op is ast.Div:
-            return a / b
+            return _finite(a / b, node)
     except ZeroDivisionError:
         raise _at(SpecError("division by zero"), node) from None
+    except OverflowError:
+        raise _at(SpecError("the constant is too large (not a finite float)"), node) from None
     raise _at(SpecError(f"the operator {_OPNAMES.get(op, op.__name__)} is not part of the cell "
                         "language"), node)
 
 
+def _finite(value, node: ast.AST):
+    """A constant that is a finite float (huge integers and `1e999` are refused)."""
+    try:
+        ok = math.isfinite(float(value))
+    except OverflowError:
+        ok = False
+    if not ok:
+        raise _at(SpecError("the constant is too large (not a finite float)"), node)
+    return value
+
+
+_UNARY = {ast.Invert: "~", ast.Not: "not"}
+
+
 def _describe(node: ast.AST) -> str:
+    if isinstance(node, ast.UnaryOp):
+        return f"the operator {_UNARY.get(type(node.op), type(node.op).__name__)}"
     if isinstance(node, ast.Constant):
         if isinstance(node.value, (str, bytes)):
             return "a string"

@@ -104,13 +104,14 @@ def derivative(fn: Nonlinearity) -> tuple[Nonlinearity, bool]:
     if fn.grad_of_output is not None:
         return Nonlinearity(f"d_{fn.name}", fn.grad_of_output), True
     grad = sympy.diff(fn.expr, U)
-    grad = _tidy(grad)
+    grad = _tidy(grad.replace(sympy.DiracDelta, lambda *args: sympy.S.Zero))
     name = f"d_{fn.name}" if fn.name else ""
     return Nonlinearity(name, grad), False
 
 
 def _tidy(expr: sympy.Expr) -> sympy.Expr:
-    """Light simplification that keeps the stable forms (sigmoid, softplus) intact."""
+    """Light simplification that keeps the stable forms (sigmoid, softplus) intact.
+    (The derivative of a step such as `sign` is taken as 0 where it exists, as relu's is.)"""
     return sympy.factor_terms(expr) if expr.is_Add else expr
 
 
@@ -132,7 +133,7 @@ def stabilise(expr: sympy.Expr) -> sympy.Expr:
 _FUNCTIONS: dict[str, Callable[..., sympy.Expr]] = {
     "exp": sympy.exp, "log": sympy.log, "sqrt": sympy.sqrt, "abs": sympy.Abs,
     "sin": sympy.sin, "cos": sympy.cos, "tan": sympy.tan, "atan": sympy.atan,
-    "sinh": sympy.sinh, "cosh": sympy.cosh, "erf": sympy.erf, "sign": sympy.sign,
+    "sinh": sympy.sinh, "cosh": sympy.cosh, "sign": sympy.sign,
     "max": sympy.Max, "min": sympy.Min,
 }
 _CONSTANTS = {"pi": sympy.pi, "e": sympy.E}
@@ -157,8 +158,11 @@ def formula_from_ast(tree: ast.expr, var: str, known: dict[str, Nonlinearity]) -
     """
 
     def walk(node: ast.AST) -> sympy.Expr:
+        return _checked(read(node), node)
+
+    def read(node: ast.AST) -> sympy.Expr:
         if isinstance(node, ast.Constant) and type(node.value) in (int, float):
-            return sympy.nsimplify(node.value) if isinstance(node.value, float) else sympy.Integer(node.value)
+            return _constant(node)
         if isinstance(node, ast.Name):
             if node.id == var:
                 return U
@@ -170,7 +174,10 @@ def formula_from_ast(tree: ast.expr, var: str, known: dict[str, Nonlinearity]) -
             value = walk(node.operand)
             return -value if isinstance(node.op, ast.USub) else value
         if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
-            return _BINOPS[type(node.op)](walk(node.left), walk(node.right))
+            left, right = walk(node.left), walk(node.right)
+            if isinstance(node.op, ast.Pow) and right.is_number and abs(right) > MAX_EXPONENT:
+                raise FormulaError(f"an exponent is at most {MAX_EXPONENT} in size", node.right)
+            return _BINOPS[type(node.op)](left, right)
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
             return call(node)
         raise FormulaError(f"{_describe(node)} is not allowed in a nonlinearity formula", node)
@@ -192,7 +199,52 @@ def formula_from_ast(tree: ast.expr, var: str, known: dict[str, Nonlinearity]) -
     expr = walk(tree)
     if not expr.free_symbols <= {U}:
         raise FormulaError("a nonlinearity must depend on its variable only", tree)
+    _check_real_and_finite(expr, tree)
     return stabilise(expr)
+
+
+MAX_EXPONENT = 64
+MAX_CONSTANT = 1e300
+
+
+def _checked(value: sympy.Expr, node: ast.AST) -> sympy.Expr:
+    """A sub-formula; when it is a number (`exp(5)`, `9**9`), it must be a real float of at
+    most 1e300 in size. Checked bottom-up, so no constant ever grows past that."""
+    if value.free_symbols:
+        return value
+    number = sympy.N(value, 17)
+    if number.has(sympy.zoo, sympy.oo, -sympy.oo, sympy.nan):
+        raise FormulaError("this is infinite or undefined (a division by zero?)", node)
+    if not number.is_real:
+        raise FormulaError("this is complex; a nonlinearity is real", node)
+    if abs(number) > MAX_CONSTANT:
+        raise FormulaError("this constant is too large (at most 1e300)", node)
+    return value
+
+
+def _constant(node: ast.Constant) -> sympy.Expr:
+    """A number of a formula, refused when it is not a modest finite float."""
+    try:
+        ok = abs(float(node.value)) <= MAX_CONSTANT
+    except OverflowError:
+        ok = False
+    if not ok:
+        raise FormulaError("the constant is too large (at most 1e300)", node)
+    if isinstance(node.value, float):
+        return sympy.nsimplify(node.value)
+    return sympy.Integer(node.value)
+
+
+def _check_real_and_finite(expr: sympy.Expr, tree: ast.AST) -> None:
+    """Refuse formulas that SymPy finds infinite, undefined or complex (`u/0`, `sqrt(-1)*u`)
+    and numbers beyond float range: the generated code would compute NaN or fail."""
+    if expr.has(sympy.zoo, sympy.oo, -sympy.oo, sympy.nan):
+        raise FormulaError("the formula is infinite or undefined (a division by zero?)", tree)
+    if expr.has(sympy.I):
+        raise FormulaError("the formula is complex; a nonlinearity is real", tree)
+    for number in expr.atoms(sympy.Number):
+        if abs(number) > MAX_CONSTANT:
+            raise FormulaError("a constant of the formula is too large (at most 1e300)", tree)
 
 
 def _describe(node: ast.AST) -> str:

@@ -254,18 +254,21 @@ def cmd_demo(args) -> int:
 
 def demo_summary(out: Path, diagrams, module: Path, report, missing: str | None) -> str:
     """What the demo wrote where, and what to do next."""
-    lines = [f"graphlstm demo: the LSTM, from its equations to checked derivative code, in {out}/"]
-    lines += [f"  {path}  {what}" for path, what in diagrams]
+    rows = [(str(path), what) for path, what in diagrams]
+    rows += [(str(out / "lstm.cell"), "the cell's source: copy it, edit it, use it as CELL"),
+             (str(module), "standalone NumPy forward + backward (imports only numpy)"),
+             (str(out / "gradcheck.txt"), f"gradient check: {'PASS' if report.ok else 'FAIL'}, "
+                                          f"worst relative error {report.worst:.1e}")]
+    width = max(len(path) for path, _ in rows)
+    lines = ["graphlstm demo: the LSTM, from its equations to checked derivative code"]
+    lines += [f"  {path:<{width}}  {what}" for path, what in rows]
     if missing:
         lines.append(f"  (no diagrams: {missing})")
-    lines += [f"  {out / 'lstm.cell'}  the cell's source: edit it and rerun the commands below",
-              f"  {module}  standalone NumPy forward + backward (imports only numpy)",
-              f"  {out / 'gradcheck.txt'}  gradient check: "
-              f"{'PASS' if report.ok else 'FAIL'}, worst error {report.worst:.1e}",
-              "Open the .svg files in a web browser (e.g. xdg-open, open, or drag them in).",
-              f"Use the module: cd {out} && python -c \"import lstm_np; help(lstm_np.forward)\"",
-              f"Your own cell: graphlstm render {out / 'lstm.cell'} -o my.svg; "
-              f"graphlstm check {out / 'lstm.cell'}; graphlstm codegen --help"]
+    lines += ["Next:",
+              "  open the .svg files in a web browser (xdg-open / open, or drag them in)",
+              f"  cd {out} && python -c \"import lstm_np; help(lstm_np.forward)\"",
+              f"  graphlstm render {out / 'lstm.cell'} --highlight c -o my.svg",
+              "  graphlstm zoo; graphlstm --help"]
     return "\n".join(lines)
 
 
@@ -295,35 +298,46 @@ def add_cell(p: argparse.ArgumentParser) -> None:
     p.add_argument("cell", metavar="CELL", help="a .cell file or a zoo name (see 'graphlstm zoo')")
 
 
-def configure(name: str, p: argparse.ArgumentParser) -> None:
-    """The arguments of one command."""
-    if name != "zoo" and name != "demo":
-        add_cell(p)
-    if name == "render":
-        p.add_argument("-o", "--output", metavar="FILE", help="write here (format from suffix)")
-        what = p.add_mutually_exclusive_group()
-        what.add_argument("--unroll", type=int, metavar="T", help="draw T steps unrolled")
-        what.add_argument("--backward", action="store_true", help="draw the backward step")
-        p.add_argument("--format", choices=FORMATS, help="svg (default), png, pdf or dot")
-        p.add_argument("--highlight", nargs="+", metavar="NAME", help="names to emphasise")
-    elif name == "codegen":
-        p.add_argument("-o", "--output", metavar="FILE", help="write the module here")
-        which = p.add_mutually_exclusive_group()
-        which.add_argument("--backward", action="store_true",
-                           help="forward and backward (the default)")
-        which.add_argument("--forward-only", action="store_true", help="forward only")
-        p.add_argument("--no-optimize", action="store_true",
-                       help="plain code: the graph as written, no passes")
-    elif name == "check":
-        p.add_argument("--sizes", metavar="n_in=3,n=5", help="sizes (default: 3, 4, 5, ...)")
-        p.add_argument("--T", type=int, default=4, help="sequence length (default 4)")
-        p.add_argument("--B", type=int, default=3, help="batch size (default 3)")
-        p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    elif name == "equations":
-        p.add_argument("--latex", action="store_true", help="LaTeX instead of text")
-    elif name == "demo":
-        p.add_argument("-o", "--output", metavar="DIR", default="graphlstm_demo",
-                       help="directory to write into (default ./graphlstm_demo)")
+def render_args(p: argparse.ArgumentParser) -> None:
+    add_cell(p)
+    p.add_argument("-o", "--output", metavar="FILE", help="write here (format from suffix)")
+    what = p.add_mutually_exclusive_group()
+    what.add_argument("--unroll", type=int, metavar="T", help="draw T steps unrolled")
+    what.add_argument("--backward", action="store_true", help="draw the backward step")
+    p.add_argument("--format", choices=FORMATS, help="svg (default), png, pdf or dot")
+    p.add_argument("--highlight", nargs="+", metavar="NAME", help="names to emphasise")
+
+
+def codegen_args(p: argparse.ArgumentParser) -> None:
+    add_cell(p)
+    p.add_argument("-o", "--output", metavar="FILE", help="write the module here")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--backward", action="store_true", help="forward and backward (the default)")
+    which.add_argument("--forward-only", action="store_true", help="forward only")
+    p.add_argument("--no-optimize", action="store_true",
+                   help="plain code: the graph as written, no passes")
+
+
+def check_args(p: argparse.ArgumentParser) -> None:
+    add_cell(p)
+    p.add_argument("--sizes", metavar="n_in=3,n=5", help="sizes (default: 3, 4, 5, ...)")
+    p.add_argument("--T", type=int, default=4, help="sequence length (default 4)")
+    p.add_argument("--B", type=int, default=3, help="batch size (default 3)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+
+
+def equations_args(p: argparse.ArgumentParser) -> None:
+    add_cell(p)
+    p.add_argument("--latex", action="store_true", help="LaTeX instead of text")
+
+
+def demo_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-o", "--output", metavar="DIR", default="graphlstm_demo",
+                   help="directory to write into (default ./graphlstm_demo)")
+
+
+ARGUMENTS = {"render": render_args, "codegen": codegen_args, "check": check_args,
+             "equations": equations_args, "zoo": lambda p: None, "demo": demo_args}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -338,7 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (summary, epilog) in COMMANDS.items():
         p = sub.add_parser(name, help=summary, description=summary[0].upper() + summary[1:] + ".",
                            epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
-        configure(name, p)
+        ARGUMENTS[name](p)
         p.set_defaults(run=globals()[f"cmd_{name}"])
     return parser
 

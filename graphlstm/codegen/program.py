@@ -232,80 +232,111 @@ class ModuleWriter:
 
     # -- validation ----------------------------------------------------------------------
     def prepare(self) -> str:
-        c, step = self.cell, self.cell.step
+        """`_prepare`: check every array (mapping, type, dtype, rank), read T, B, the dtype and
+        the sizes off them, check every shape, and copy the (small) initial states so that
+        no caller's array is ever written or returned."""
+        c = self.cell
+        first = c.inputs[0]
         lines = ["def _prepare(params, xs, state0, dys=None, dstate_T=None, backward=False):",
                  f'{I1}"""Check every array and read T, B, the dtype and the sizes off them."""',
                  f'{I1}params = _mapping("params", params, PARAMS)',
                  f"{I1}if isinstance(xs, np.ndarray) and len(INPUTS) == 1:",
                  f"{I2}xs = {{INPUTS[0]: xs}}",
                  f'{I1}xs = _mapping("xs", xs, INPUTS)',
-                 f'{I1}first = _array("xs[{c.inputs[0]!r}]", xs[{c.inputs[0]!r}], {2 + len(c.shape(c.inputs[0]))}, None, '
-                 f'"{show(("T", "B") + c.shape(c.inputs[0]))}")',
+                 f'{I1}first = _array("xs[{first!r}]", xs[{first!r}], {2 + len(c.shape(first))}, None, '
+                 f'"{show(("T", "B") + c.shape(first))}")',
                  f"{I1}dtype = first.dtype",
-                 f"{I1}T, B = first.shape[:2]"]
-        arrays = [(f"xs[{i!r}]", 2 + len(c.shape(i)), ("T", "B")) for i in c.inputs] + \
-                 [(f"params[{p!r}]", len(c.shape(p)), ()) for p in c.params]
-        for what, rank, lead in arrays:
-            name = what.split("[")[1][1:-2]
-            expected = show(lead + c.shape(name))
-            lines.append(f'{I1}_array("{what}", {what}, {rank}, dtype, "{expected}")')
-        lines += self._read_sizes(arrays)
-        for what, rank, lead in arrays:
-            name = what.split("[")[1][1:-2]
-            shape = tuple(self._dim(d) for d in lead + c.shape(name))
-            lines.append(f'{I1}_expect("{what}", {what}, ({", ".join(shape)},), '
-                         f'"{show(lead + c.shape(name))}")')
-        lines += self._optional("state0", c.states, ("B",), zeros=True)
-        lines += [f"{I1}if backward:",
-                  f'{I2}dys = _mapping("dys", dys, OUTPUTS)']
-        for o in c.outputs:
-            shape = ("T", "B") + c.shape(o)
-            lines += [f'{I2}_array("dys[{o!r}]", dys[{o!r}], {len(shape)}, dtype, "{show(shape)}")',
-                      f'{I2}_expect("dys[{o!r}]", dys[{o!r}], ({", ".join(self._dim(d) for d in shape)},), '
-                      f'"{show(shape)}")']
-        lines += [I1 + line for line in self._optional("dstate_T", c.states, ("B",), zeros=True)]
+                 f"{I1}T, B = first.shape[:2]",
+                 f"{I1}if backward:",
+                 f'{I2}dys = _mapping("dys", dys, OUTPUTS)']
+        static = self._group("xs", c.inputs, ("T", "B")) + self._group("params", c.params, ())
+        optional = [("state0", self._group("state0", c.states, ("B",))),
+                    ("dys", self._group("dys", c.outputs, ("T", "B"))),
+                    ("dstate_T", self._group("dstate_T", c.states, ("B",)))]
+        lines += [self._check_array(a, I1) for a in static]
+        for what, arrays in optional:
+            lines.append(f"{I1}if {what} is not None:")
+            if what != "dys":
+                lines.append(f'{I2}{what} = _mapping("{what}", {what}, STATES)')
+            lines += [self._check_array(a, I2) for a in arrays] or [f"{I2}pass"]
+        lines += self._read_sizes(static, optional)
+        lines += [self._expect(a, I1) for a in static]
+        lines += self._optional("state0", optional[0][1])
+        lines.append(f"{I1}if backward:")
+        lines += [self._expect(a, I2) for a in optional[1][1]] or [f"{I2}pass"]
+        lines += [I1 + line for line in self._optional("dstate_T", optional[2][1])]
         sizes = ", ".join(self.dims[s] for s in c.sizes)
-        lines.append(f"{I1}return xs, state0, dys, dstate_T, T, B, dtype, ({sizes}{',' if len(c.sizes) == 1 else ''})")
+        lines.append(f"{I1}return xs, state0, dys, dstate_T, T, B, dtype, "
+                     f"({sizes}{',' if len(c.sizes) == 1 else ''})")
         return "\n".join(lines) + "\n"
 
-    def _optional(self, what: str, names, lead, zeros: bool) -> list[str]:
-        c = self.cell
-        lines = [f"{I1}if {what} is None:",
-                 f"{I2}{what} = {{" + ", ".join(
-                     f'"{s}": np.zeros(({", ".join(self._dim(d) for d in lead + c.shape(s))},), dtype)'
-                     for s in names) + "}",
-                 f"{I1}else:",
-                 f'{I2}{what} = _mapping("{what}", {what}, STATES)']
-        for s in names:
-            shape = lead + c.shape(s)
-            lines += [f'{I2}_array("{what}[{s!r}]", {what}[{s!r}], {len(shape)}, dtype, "{show(shape)}")',
-                      f'{I2}_expect("{what}[{s!r}]", {what}[{s!r}], ({", ".join(self._dim(d) for d in shape)},), '
-                      f'"{show(shape)}")']
+    def _group(self, group: str, names, lead: tuple) -> list[tuple[str, str, tuple, tuple]]:
+        """(`group['name']`, name, lead axes, shape) of every array of a group of arguments."""
+        return [(f"{group}[{n!r}]", n, lead, tuple(self.cell.shape(n))) for n in names]
+
+    @staticmethod
+    def _check_array(array, indent: str) -> str:
+        what, _, lead, shape = array
+        return (f'{indent}_array("{what}", {what}, {len(lead) + len(shape)}, dtype, '
+                f'"{show(lead + shape)}")')
+
+    def _expect(self, array, indent: str) -> str:
+        what, _, lead, shape = array
+        dims = ", ".join(self._dim(d) for d in lead + shape)
+        return f'{indent}_expect("{what}", {what}, ({dims},), "{show(lead + shape)}")'
+
+    def _optional(self, what: str, arrays) -> list[str]:
+        """A state dict: zeros when None, else its shapes checked and its arrays copied."""
+        zeros = ", ".join(f'"{name}": np.zeros({self.shape_text(shape, lead=lead)}, dtype)'
+                          for _, name, lead, shape in arrays)
+        lines = [f"{I1}if {what} is None:", f"{I2}{what} = {{{zeros}}}", f"{I1}else:"]
+        lines += [self._expect(a, I2) for a in arrays]
+        lines.append(f"{I2}{what} = {{k: v.copy() for k, v in {what}.items()}}")
         return lines
 
-    def _read_sizes(self, arrays) -> list[str]:
-        """Assignments reading each size off the first array dimension that determines it."""
-        c = self.cell
-        known: dict[str, str] = {}
-        lines = []
-        for _ in range(len(c.sizes) + 1):
-            for what, rank, lead in arrays:
-                name = what.split("[")[1][1:-2]
-                for axis, dim in enumerate(c.shape(name), start=len(lead)):
+    def _read_sizes(self, static, optional) -> list[str]:
+        """Each size read off the first array dimension that determines it: from xs and
+        params if they can, else from state0, dys or dstate_T (whichever is given)."""
+        known: set[str] = set()
+        lines = [f"{I1}{self.dims[s]} = {value}" for s, value in self._readable(static, known)]
+        remaining = [s for s in self.cell.sizes if s not in known]
+        while remaining:
+            found = {what: dict(self._readable(arrays, set(known))) for what, arrays in optional}
+            size = next((s for s in remaining if any(s in f for f in found.values())), None)
+            if size is None:
+                lines += [self._unreadable(s, optional) for s in remaining]
+                break
+            branches = [(what, f[size]) for what, f in found.items() if size in f]
+            for i, (what, value) in enumerate(branches):
+                lines += [f"{I1}{'if' if i == 0 else 'elif'} {what} is not None:",
+                          f"{I2}{self.dims[size]} = {value}"]
+            lines += [f"{I1}else:", self._unreadable(size, optional, I2)]
+            known.add(size)
+            remaining.remove(size)
+        return lines
+
+    def _readable(self, arrays, known: set[str]) -> list[tuple[str, str]]:
+        """(size, code reading it) for the sizes these arrays determine, given `known`
+        (which grows): a dimension that is one unknown size plus known ones gives it."""
+        out = []
+        for _ in range(len(self.cell.sizes) + 1):
+            for what, _, lead, shape in arrays:
+                for axis, dim in enumerate(shape, start=len(lead)):
                     expr = sympy.sympify(dim)
                     free = [s for s in expr.free_symbols if str(s) not in known]
                     if len(free) == 1 and expr.coeff(free[0]) == 1:
-                        rest = expr - free[0]
-                        sym = str(free[0])
-                        value = f"{what}.shape[{axis}]"
-                        if rest != 0:
-                            value += f" - ({self._dim(rest)})"
-                        known[sym] = value
-                        lines.append(f"{I1}{self.dims[sym]} = {value}")
-        for s in c.sizes:
-            if s not in known:
-                lines.append(f"{I1}{self.dims[s]} = 0  # not readable from any array")
-        return lines
+                        rest = self._dim(expr - free[0])
+                        known.add(str(free[0]))
+                        out.append((str(free[0]), f'_size("{what}", {what}, {axis}, {rest}, '
+                                                   f'"{show(lead + shape)}")'))
+        return out
+
+    def _unreadable(self, size: str, optional, indent: str = I1) -> str:
+        states = [a for a in optional[0][1] if any(size in map(str, sympy.sympify(d).free_symbols)
+                                                   for d in a[3])]
+        where = f" ({states[0][0]} is {show(states[0][2] + states[0][3])})" if states else ""
+        return (f'{indent}raise ValueError("the size {size} cannot be read from xs or params: '
+                f'pass state0{where}")')
 
     def _dim(self, expr) -> str:
         expr = sympy.sympify(expr)

@@ -62,6 +62,8 @@ def _array(what, value, rank, dtype, expected):
     """A NumPy array of the given rank and dtype, or ValueError naming it and the shape."""
     if not isinstance(value, np.ndarray):
         raise ValueError(f"{what} must be a NumPy array of shape {expected}, got {type(value).__name__}")
+    if isinstance(value, (np.matrix, np.ma.MaskedArray)):
+        raise ValueError(f"{what} is a {type(value).__name__}; pass a plain NumPy array of shape {expected}")
     if dtype is None and value.dtype not in (np.float32, np.float64):
         raise ValueError(f"{what} has dtype {value.dtype}; expected float32 or float64 (shape {expected})")
     if dtype is not None and value.dtype != dtype:
@@ -69,6 +71,14 @@ def _array(what, value, rank, dtype, expected):
     if value.ndim != rank:
         raise ValueError(f"{what} has shape {value.shape}; expected {expected}")
     return value
+
+
+def _size(what, value, axis, known, expected):
+    """A size read off an array dimension, less the sizes already known in it; never negative."""
+    size = value.shape[axis] - known
+    if size < 0:
+        raise ValueError(f"{what} has shape {value.shape}; expected {expected}")
+    return size
 
 
 def _expect(what, value, shape, expected):

@@ -4,7 +4,8 @@ The only text rewrite before `ast` is the prime: `c'` becomes the identifier `cÊ
 a letter), which users cannot write themselves. Nothing is ever evaluated: each statement
 is parsed, its tree is walked with a whitelist, and anything else is a `SpecError` placed
 at its line and column. Limits (documented in docs/language.md): a file of at most
-`MAX_BYTES` bytes, a line of at most `MAX_LINE` characters.
+`MAX_BYTES` bytes, a line of at most `MAX_LINE` characters, brackets nested at most
+`MAX_DEPTH` deep.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from .ir import Node, Op
 
 MAX_BYTES = 1_000_000
 MAX_LINE = 10_000
+MAX_DEPTH = 100
 PRIME = "\u02b9"
 KEYWORDS = ("cell", "input", "state", "param", "nonlinearity", "output")
 _PRIMED = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)'")
@@ -144,7 +146,7 @@ class _Parser:
         for lineno, raw in enumerate(self.lines, start=1):
             if len(raw) > MAX_LINE:
                 raise SpecError(f"line is {len(raw)} characters long; the limit is {MAX_LINE}",
-                                lineno, MAX_LINE + 1, raw[:80])
+                                lineno, MAX_LINE + 1, raw)
             code = raw.split("#", 1)[0].rstrip()
             stripped = code.lstrip()
             if not stripped:
@@ -159,12 +161,23 @@ class _Parser:
                 raise SpecError(f"unexpected character {ch!r}: the language is ASCII "
                                 f"(only comments may hold other text)", lineno, i + 1,
                                 self.lines[lineno - 1])
+        self._check_depth(lineno, code)
         for match in re.finditer(r"[0-9]{400,}", code):
             raise SpecError("a number of more than 400 digits is not a finite float",
                             lineno, match.start() + 1, self.lines[lineno - 1])
         for match in re.finditer(r"['\"]", _PRIMED.sub(lambda m: m.group(1) + PRIME, code)):
             raise SpecError("strings are not part of the language (a prime ' follows a name)",
                             lineno, match.start() + 1, self.lines[lineno - 1])
+
+    def _check_depth(self, lineno: int, code: str) -> None:
+        """Brackets nest at most MAX_DEPTH deep (the generated code nests more, and Python
+        stops at 200)."""
+        depth = 0
+        for i, ch in enumerate(code):
+            depth += (ch in "([{") - (ch in ")]}")
+            if depth > MAX_DEPTH:
+                raise SpecError(f"brackets nest more than {MAX_DEPTH} deep", lineno, i + 1,
+                                self.lines[lineno - 1])
 
     def _prescan(self, statements) -> None:
         """Where each equation name is defined, to tell 'used before definition' apart from
@@ -317,7 +330,7 @@ class _Parser:
     def _output_value(self, item: ast.Name) -> Value:
         """The value `output NAME` emits: an input, a state, a new state or an equation."""
         if not item.id.endswith(PRIME) and item.id not in self.defined_at \
-                and self.b.lookup(item.id) is None:
+                and item.id not in self.b.nonlinearities and self.b.lookup(item.id) is None:
             raise _at(SpecError(f"output '{item.id}' is not defined: write output NAME = EXPR, "
                                 "or output an input, a state or an equation"), item)
         value = self._name(item)
@@ -385,7 +398,19 @@ class _Parser:
         raise _at(SpecError(f"{_describe(node)} is not part of the cell language"), node)
 
     def _binop(self, node: ast.BinOp):
-        left, right = self._expr(node.left), self._expr(node.right)
+        """A chain `a + b * c - d ...`, walked down its left side without recursion, so a
+        long sum costs no stack."""
+        spine = []
+        while isinstance(node, ast.BinOp):
+            spine.append(node)
+            node = node.left
+        value = self._expr(node)
+        for binop in reversed(spine):
+            right = self._expr(binop.right)
+            value = _located_call(lambda: self._combine(binop, value, right), binop)
+        return value
+
+    def _combine(self, node: ast.BinOp, left, right):
         op = type(node.op)
         if _number(left) and _number(right):
             return _fold(op, left, right, node)

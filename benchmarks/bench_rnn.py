@@ -72,6 +72,8 @@ NN_MODULE = {"lstm": torch_cells.nn_lstm, "gru_torch": torch_cells.nn_gru}
 # (gate blocks of n rows, recurrent GEMMs in sequence per step): an LSTM stacks 4 gates into
 # one [B, n] @ [n, 4n]; MGU needs f before W_h @ [f * h, x], so two [B, n] @ [n, n] per step.
 GEMM_SHAPE = {"lstm": (4, 1), "lstm_peephole_diag": (4, 1), "gru_torch": (3, 1), "mgu": (2, 2)}
+POOL = {"graphlstm": "numpy", "numpy": "numpy", "roofline": "numpy", "nn": "torch", "eager": "torch"}
+SWITCH_PAUSE_S = 0.25  # idle time between a NumPy and a torch contender (see _round)
 WARMUP_ROUNDS = 2
 MAX_ROUNDS = 50
 Gemm = tuple[int, int, int, int]  # (count, m, k, n): `count` products [m, k] @ [k, n]
@@ -101,12 +103,13 @@ class Contender:
 
 @dataclass
 class Result:
-    """Median milliseconds per (cell, contender key) at one config and dtype."""
+    """Median (and fastest) milliseconds per (cell, contender key) at one config and dtype."""
     config: Config
     dtype: str
     rounds: int
     labels: dict[tuple[str, str], str]
     ms: dict[tuple[str, str], float]
+    min_ms: dict[tuple[str, str], float]
 
 
 def make_problem(cell_name: str, cfg: Config, dtype: str, seed: int = 0) -> Problem:
@@ -227,34 +230,47 @@ def contenders_for(cell_name: str, cfg: Config, dtype: str) -> list[Contender]:
 def measure(contenders: list[Contender], min_repeats: int, budget_s: float) -> list[list[float]]:
     """Interleaved timing: warm-up rounds, then rounds that each run every contender once.
 
-    Runs at least `min_repeats` rounds, more (up to MAX_ROUNDS) while they fit in `budget_s`.
-    Returns the seconds of every run, per contender."""
+    Within a round the NumPy contenders run together and the torch ones together (the start
+    rotates from round to round), with a pause at each switch: see `_round`. Runs at least
+    `min_repeats` rounds, more (up to MAX_ROUNDS) while their run time fits in `budget_s`.
+    Returns the seconds of every run, per contender, in the order given."""
+    order = sorted(range(len(contenders)), key=lambda k: POOL[contenders[k].key])
+    schedule = [contenders[k] for k in order]
+    pool = ""
     for shift in range(WARMUP_ROUNDS):
-        warm = _round(contenders, shift)
+        warm, pool = _round(schedule, shift, pool)
     rounds = max(min_repeats, min(MAX_ROUNDS, math.ceil(budget_s / max(sum(warm), 1e-9))))
     times: list[list[float]] = [[] for _ in contenders]
     for shift in range(rounds):
-        for k, seconds in enumerate(_round(contenders, shift)):
-            times[k].append(seconds)
+        seconds, pool = _round(schedule, shift, pool)
+        for k, s in zip(order, seconds):
+            times[k].append(s)
     return times
 
 
-def _round(contenders: list[Contender], shift: int) -> list[float]:
-    """Run each contender once, starting at index `shift`; seconds per contender, in order.
+def _round(schedule: list[Contender], shift: int, pool: str) -> tuple[list[float], str]:
+    """Run each contender once, starting at index `shift`: (seconds per contender, last pool).
 
-    The garbage collector runs before the round and is off during it."""
-    seconds = [0.0] * len(contenders)
+    Before a contender whose thread pool (NumPy's BLAS or torch's OpenMP) differs from the
+    previous one's, sleep SWITCH_PAUSE_S: worker threads keep spinning for a while after their
+    library's last call (OpenBLAS ~2^28 cycles, libgomp its spin count), and on two cores a
+    spinning pool slows the other library's next run by up to 10x. The garbage collector runs
+    before the round and is off during it."""
+    seconds = [0.0] * len(schedule)
     gc.collect()
     gc.disable()
     try:
-        for j in range(len(contenders)):
-            k = (j + shift) % len(contenders)
+        for j in range(len(schedule)):
+            k = (j + shift) % len(schedule)
+            if POOL[schedule[k].key] != pool:
+                time.sleep(SWITCH_PAUSE_S)
+                pool = POOL[schedule[k].key]
             start = time.perf_counter()
-            contenders[k].run()
+            schedule[k].run()
             seconds[k] = time.perf_counter() - start
     finally:
         gc.enable()
-    return seconds
+    return seconds, pool
 
 
 def run_config(cfg: Config, dtype: str, min_repeats: int, budget_s: float,
@@ -264,21 +280,23 @@ def run_config(cfg: Config, dtype: str, min_repeats: int, budget_s: float,
     times = measure(contenders, min_repeats, budget_s)
     return Result(cfg, dtype, len(times[0]),
                   {(c.cell, c.key): c.label for c in contenders},
-                  {(c.cell, c.key): 1e3 * median(t) for c, t in zip(contenders, times)})
+                  {(c.cell, c.key): 1e3 * median(t) for c, t in zip(contenders, times)},
+                  {(c.cell, c.key): 1e3 * min(t) for c, t in zip(contenders, times)})
 
 
 # Tables ---------------------------------------------------------------------------------------
 
 def print_results(result: Result) -> None:
-    """One table: ms, ratio to the cell's peer, fraction of the cell's GEMM roofline."""
+    """One table: median ms (and the fastest run), ratio to the cell's peer and fraction of
+    the cell's GEMM roofline, both from the medians."""
     print(f"\n{result.config} · {result.dtype} · median of {result.rounds} interleaved runs")
-    print(f"  {'cell':<20}{'contender':<28}{'ms':>10}{'vs peer':>10}{'roofline':>10}")
+    print(f"  {'cell':<20}{'contender':<28}{'ms':>10}{'min':>10}{'vs peer':>10}{'roofline':>10}")
     cell_seen = ""
     for (cell, key), ms in result.ms.items():
         peer = result.ms[cell, PEER[cell]]
         label = result.labels[cell, key] + (" [peer]" if key == PEER[cell] else "")
         roofline = result.ms[cell, "roofline"] / ms
-        print(f"  {cell if cell != cell_seen else '':<20}{label:<28}{ms:>10.2f}"
+        print(f"  {cell if cell != cell_seen else '':<20}{label:<28}{ms:>10.2f}{result.min_ms[cell, key]:>10.2f}"
               f"{ms / peer:>9.2f}x{roofline:>9.0%} ")
         cell_seen = cell
 
@@ -414,9 +432,11 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _write_json(path: str, results: list[Result]) -> None:
-    """The medians as JSON: [{config, dtype, rounds, ms: {"cell/contender": ms}}]."""
+    """The times as JSON: [{config, dtype, rounds, ms, min_ms: {"cell/contender": ms}}]."""
     rows = [{"config": r.config.name, "dtype": r.dtype, "rounds": r.rounds,
-             "ms": {f"{cell}/{key}": ms for (cell, key), ms in r.ms.items()}} for r in results]
+             "ms": {f"{cell}/{key}": ms for (cell, key), ms in r.ms.items()},
+             "min_ms": {f"{cell}/{key}": ms for (cell, key), ms in r.min_ms.items()}}
+            for r in results]
     Path(path).write_text(json.dumps(rows, indent=1))
 
 

@@ -219,10 +219,15 @@ class CellBuilder:
             raise SpecError(f"'{name}' is a built-in nonlinearity; choose another name")
         if self._defined_as(name):
             raise SpecError(f"'{name}' is {self._defined_as(name)}; a nonlinearity needs its own name")
+        if isinstance(formula, str):     # parsed like the language, never sympified
+            formula = _formula_tree(formula)
         if isinstance(formula, ast.AST):
             expr = formula_from_ast(formula, var, self.nonlinearities)
+        elif isinstance(formula, sympy.Expr):
+            expr = self._formula_from_sympy(formula, var)
         else:
-            expr = self._formula_from_sympy(sympy.sympify(formula), var)
+            raise SpecError(f"a nonlinearity formula is a string or a SymPy expression, "
+                            f"got {type(formula).__name__}")
         fn = Nonlinearity(name, expr)
         self.nonlinearities[name] = fn
         self._custom.append(name)
@@ -251,7 +256,7 @@ class CellBuilder:
             raise SpecError(f"'{name}' is not a state; only states take a prime")
         if name in self._updates:
             raise SpecError(f"state '{name}' is updated twice")
-        value = _value(self, value)
+        value = self._vector(_value(self, value))
         self._equate_shapes(self._shapes[self._states[name]], value.shape,
                             f"the update of state '{name}'")
         self._finish_equation(name + "'", value.node)
@@ -516,6 +521,16 @@ class CellBuilder:
         hint = ", ".join(f"n_{name.lower()}" if self.unifier.unresolved((d,)) else show(d) for d in shape)
         return SpecError(f"cannot infer the shape of parameter '{name}' (a {kind} [{shown}]); "
                          f"declare it with a param line, e.g. `param {name}[{hint}]`")
+
+
+def _formula_tree(text: str) -> ast.expr:
+    """The ast of a formula written as text (`"u / (1 + abs(u))"`)."""
+    try:
+        return ast.parse(text.strip(), mode="eval").body
+    except SyntaxError as e:
+        raise SpecError(f"bad formula {text!r}: {e.msg}") from None
+    except (RecursionError, MemoryError, ValueError):
+        raise SpecError("the formula is too large or nested too deeply") from None
 
 
 def _line_of(position: Position) -> str:

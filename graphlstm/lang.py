@@ -334,7 +334,7 @@ class _Parser:
             raise _at(SpecError(f"output '{item.id}' is not defined: write output NAME = EXPR, "
                                 "or output an input, a state or an equation"), item)
         value = self._name(item)
-        if value.node.op is Op.PARAM:
+        if value.node.op is Op.PARAM and not item.id.endswith(PRIME):
             raise _at(SpecError(f"'{item.id}' is a parameter; an output is computed by the cell "
                                 f"(write output y = ... )"), item)
         return value

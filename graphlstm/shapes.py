@@ -67,6 +67,8 @@ def show(dim_or_shape) -> str:
     """A size or shape as a user writes it: `n_in + n`, `[n, n_in + n]`."""
     if isinstance(dim_or_shape, tuple):
         return "[" + ", ".join(show(d) for d in dim_or_shape) + "]"
+    if isinstance(dim_or_shape, str):       # "T", "B": shown as written, never sympified
+        return dim_or_shape
     expr = sympy.sympify(dim_or_shape)
     if expr.is_Add:
         ints = [t for t in expr.args if t.is_Integer]

@@ -282,7 +282,7 @@ class ModuleWriter:
 
     def _expect(self, array, indent: str) -> str:
         what, _, lead, shape = array
-        dims = ", ".join(self._dim(d) for d in lead + shape)
+        dims = ", ".join(list(lead) + [self._dim(d) for d in shape])
         return f'{indent}_expect("{what}", {what}, ({dims},), "{show(lead + shape)}")'
 
     def _optional(self, what: str, arrays) -> list[str]:

@@ -281,9 +281,14 @@ class ModuleWriter:
                 f'"{show(lead + shape)}")')
 
     def _expect(self, array, indent: str) -> str:
+        """Check a shape; the message says where the sizes in it were read, when elsewhere."""
         what, _, lead, shape = array
         dims = ", ".join(list(lead) + [self._dim(d) for d in shape])
-        return f'{indent}_expect("{what}", {what}, ({dims},), "{show(lead + shape)}")'
+        sizes = sorted({str(s) for d in shape for s in sympy.sympify(d).free_symbols})
+        note = ", ".join(f"{s} = {self.size_sources[s]}" for s in sizes
+                         if s in self.size_sources and not self.size_sources[s].startswith(what))
+        note = f', "{note}"' if note else ""
+        return f'{indent}_expect("{what}", {what}, ({dims},), "{show(lead + shape)}"{note})'
 
     def _optional(self, what: str, arrays) -> list[str]:
         """A state dict: zeros when None, else its shapes checked and its arrays copied."""
@@ -298,15 +303,19 @@ class ModuleWriter:
         """Each size read off the first array dimension that determines it: from xs and
         params if they can, else from state0, dys or dstate_T (whichever is given)."""
         known: set[str] = set()
-        lines = [f"{I1}{self.dims[s]} = {value}" for s, value in self._readable(static, known)]
+        found = self._readable(static, known)
+        self.size_sources = {s: source for s, _, source in found}
+        lines = [f"{I1}{self.dims[s]} = {value}" for s, value, _ in found]
         remaining = [s for s in self.cell.sizes if s not in known]
         while remaining:
-            found = {what: dict(self._readable(arrays, set(known))) for what, arrays in optional}
+            found = {what: {s: (v, src) for s, v, src in self._readable(arrays, set(known))}
+                     for what, arrays in optional}
             size = next((s for s in remaining if any(s in f for f in found.values())), None)
             if size is None:
                 lines += [self._unreadable(s, optional) for s in remaining]
                 break
-            branches = [(what, f[size]) for what, f in found.items() if size in f]
+            branches = [(what, f[size][0]) for what, f in found.items() if size in f]
+            self.size_sources[size] = " or ".join(f[size][1] for f in found.values() if size in f)
             for i, (what, value) in enumerate(branches):
                 lines += [f"{I1}{'if' if i == 0 else 'elif'} {what} is not None:",
                           f"{I2}{self.dims[size]} = {value}"]
@@ -315,8 +324,8 @@ class ModuleWriter:
             remaining.remove(size)
         return lines
 
-    def _readable(self, arrays, known: set[str]) -> list[tuple[str, str]]:
-        """(size, code reading it) for the sizes these arrays determine, given `known`
+    def _readable(self, arrays, known: set[str]) -> list[tuple[str, str, str]]:
+        """(size, code reading it, where) for the sizes these arrays determine, given `known`
         (which grows): a dimension that is one unknown size plus known ones gives it."""
         out = []
         for _ in range(len(self.cell.sizes) + 1):
@@ -328,7 +337,7 @@ class ModuleWriter:
                         rest = self._dim(expr - free[0])
                         known.add(str(free[0]))
                         out.append((str(free[0]), f'_size("{what}", {what}, {axis}, {rest}, '
-                                                   f'"{show(lead + shape)}")'))
+                                                   f'"{show(lead + shape)}")', f"{what}.shape[{axis}]"))
         return out
 
     def _unreadable(self, size: str, optional, indent: str = I1) -> str:

@@ -81,8 +81,9 @@ def _size(what, value, axis, known, expected):
     return size
 
 
-def _expect(what, value, shape, expected):
-    """Check a shape, naming the array and the shape expected."""
+def _expect(what, value, shape, expected, sizes=""):
+    """Check a shape, naming the array, the shape expected and where its sizes were read."""
     if value.shape != shape:
-        raise ValueError(f"{what} has shape {value.shape}; expected {expected} = {shape}")
+        raise ValueError(f"{what} has shape {value.shape}; expected {expected} = {shape}"
+                         + (f" ({sizes})" if sizes else ""))
 '''

@@ -232,3 +232,94 @@ def test_composite_names_never_reach_generated_code(in_tmp, make):
     except (gl.SpecError, ValueError):
         pass
     assert not (in_tmp / MARKER).exists()
+
+
+# -- names cannot break the generated code ---------------------------------------------------
+
+from graphlstm.codegen.naming import MODULE_NAMES  # noqa: E402
+from graphlstm.codegen.runtime import HELPERS  # noqa: E402
+from graphlstm.reference import run_sequence  # noqa: E402
+from graphlstm.testing import check_grads, random_problem  # noqa: E402
+
+# Names the generated module uses itself, Python builtins, soft keywords, helper and local
+# names of the module and the names codegen derives from equations (x_h, h_new, d_h, ...).
+DANGEROUS = sorted(
+    (set(MODULE_NAMES) | set(HELPERS) | {
+        "print", "len", "range", "sum", "max", "min", "abs", "list", "dict", "id", "type",
+        "object", "iter", "map", "zip", "open", "exec", "eval", "input", "state", "output",
+        "param", "cell", "nonlinearity", "match", "case", "_", "self", "math", "numpy", "e",
+        "pi", "value", "what", "names", "expected", "shape", "rank", "sizes", "known",
+        "_prepare", "_mapping", "_array", "_expect", "_size", "x_h", "h_new", "c_new", "d_h",
+        "grad_W", "ys_h", "h_seq", "v_", "vW", "np_", "range_", "float32", "ndarray",
+        "ValueError", "isinstance", "Exception", "super", "globals", "None_", "k"}))
+LINE_HEADS = {"input", "state", "param", "cell", "nonlinearity", "output"}
+ROLES = ("inp", "st", "eq", "mat", "vec", "out", "size")
+
+
+def _names_cell(names: dict) -> gl.Cell:
+    """A small cell with every role filled by the given names (others: fixed safe names)."""
+    n = names
+    text = (f"input {n['inp']}[m]\nstate {n['st']}[{n['size']}]\n"
+            f"{n['eq']} = tanh({n['mat']} @ [{n['inp']}, {n['st']}] + {n['vec']})\n"
+            f"{n['st']}' = {n['eq']} * sigmoid(Vq @ {n['st']}) + {n['vec']} * {n['st']}\n"
+            f"output {n['out']} = 2 * {n['st']}' - {n['eq']}\noutput {n['st']}'\n")
+    return gl.parse(text, name="names")
+
+
+def _role_table(shift: int) -> list[dict]:
+    """Cells that together give every dangerous name one role (rotated by `shift`)."""
+    pool = list(DANGEROUS)
+    cells, k = [], 0
+    while k < len(pool):
+        names = {}
+        for role in ROLES[shift:] + ROLES[:shift]:
+            ok = [p for p in pool[k:] if p not in names.values() and _fits(role, p)]
+            names[role] = ok[0] if ok else f"safe_{role}"
+            if ok:
+                pool.remove(ok[0])
+        cells.append(names)
+    return cells
+
+
+def _fits(role: str, name: str) -> bool:
+    if role in ("eq", "out") and name in LINE_HEADS:
+        return False
+    if role == "size" and (name.startswith("_") or name in ("T", "B")):   # T, B: see below
+        return False
+    return name not in ("m", "Vq")
+
+
+def _check_against_reference(cell: gl.Cell) -> None:
+    sizes = {s: 4 + i for i, s in enumerate(cell.sizes)}       # unlike T = 3 and B = 2
+    params, xs, state0, _, _ = random_problem(cell, sizes, T=3, B=2)
+    expected, expected_state = run_sequence(cell, params, xs, state0)
+    for optimize in (False, True):
+        ys, state_T = gl.compile(cell, optimize=optimize).forward(params, xs, state0)
+        for k in expected:
+            np.testing.assert_allclose(ys[k], expected[k], rtol=1e-10, atol=1e-12)
+        for k in expected_state:
+            np.testing.assert_allclose(state_T[k], expected_state[k], rtol=1e-10, atol=1e-12)
+        check_grads(cell, sizes, T=3, B=2, optimize=optimize)
+
+
+@pytest.mark.parametrize("names", _role_table(0) + _role_table(3),
+                         ids=lambda names: "-".join(names.values()))
+def test_dangerous_names_compile_and_run_correctly(names):
+    _check_against_reference(_names_cell(names))
+
+
+@pytest.mark.parametrize("size", [
+    "np", "range", "dtype", "params", "xs", "t", "first", "tape", "len",
+    pytest.param("T", marks=pytest.mark.xfail(strict=True, reason="ModuleWriter._dim prints a "
+                                              "size symbol named T or B as the loop's T/B")),
+    pytest.param("B", marks=pytest.mark.xfail(strict=True, reason="ModuleWriter._dim prints a "
+                                              "size symbol named T or B as the loop's T/B"))])
+def test_dangerous_size_names(size):
+    _check_against_reference(gl.parse(
+        f"input x[{size}]\nstate h[n]\nh' = tanh(W @ [x, h])\noutput y = x * 2\noutput h'\n"))
+
+
+def test_a_custom_nonlinearity_named_like_the_module():
+    _check_against_reference(gl.parse(
+        "nonlinearity np(u) = u / (1 + abs(u))\nnonlinearity forward(v) = np(v) * 2\n"
+        "input x[n]\nstate h[n]\nh' = forward(W @ [x, h]) * np(h)\noutput h'\n"))

@@ -1,12 +1,22 @@
 """`Cell`: a recurrent step with its declarations, as users see it."""
 from __future__ import annotations
 
+import re
 from typing import Mapping
 
 import networkx as nx
 import numpy as np
 
 from .ir import Function, Node, Op, concrete_shape, toposort
+
+
+def check_model_name(name: str) -> str:
+    """A cell's (or model's) name reaches generated code (docstrings, module names), so it
+    must be plain: letters, digits, '_' and '.'."""
+    from .errors import SpecError
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.]*", name):
+        raise SpecError(f"bad cell name {name!r}: letters, digits, '_' and '.' only")
+    return name
 
 
 class Cell:
@@ -17,6 +27,7 @@ class Cell:
     """
 
     def __init__(self, step: Function, source: str | None = None) -> None:
+        check_model_name(step.name)
         self.step = step
         self.source = source
         self.name = step.name

@@ -263,7 +263,9 @@ class Bidirectional:
             raise ValueError(f"layers must be a positive integer, got {layers!r}")
         self.cell, self.layers = cell, layers
         self.pair = paired(cell)
-        self.name = name or f"bidirectional_{cell.name}" + (f"_x{layers}" if layers > 1 else "")
+        from .cell import check_model_name
+        self.name = check_model_name(name or f"bidirectional_{cell.name}"
+                                     + (f"_x{layers}" if layers > 1 else ""))
         self.prefixes = ("",) if layers == 1 else tuple(f"l{k}." for k in range(1, layers + 1))
         self._deep = _deep_sizes(cell) if layers > 1 else {}
         self.inputs, self.outputs, self.sizes = cell.inputs, cell.outputs, cell.sizes

@@ -218,8 +218,6 @@ def test_formula_text_is_parsed_not_sympified(in_tmp):
     assert events == [] and "soft" in b.nonlinearities
 
 
-@pytest.mark.xfail(strict=True, reason="compose.stack/bidirectional pass `name` unchecked into "
-                   "Cell.name, and codegen writes Cell.name raw into docstrings: code runs")
 @pytest.mark.parametrize("make", ["stack", "bidirectional"])
 def test_composite_names_never_reach_generated_code(in_tmp, make):
     from graphlstm import compose
@@ -310,10 +308,7 @@ def test_dangerous_names_compile_and_run_correctly(names):
 
 @pytest.mark.parametrize("size", [
     "np", "range", "dtype", "params", "xs", "t", "first", "tape", "len",
-    pytest.param("T", marks=pytest.mark.xfail(strict=True, reason="ModuleWriter._dim prints a "
-                                              "size symbol named T or B as the loop's T/B")),
-    pytest.param("B", marks=pytest.mark.xfail(strict=True, reason="ModuleWriter._dim prints a "
-                                              "size symbol named T or B as the loop's T/B"))])
+    "T", "B"])
 def test_dangerous_size_names(size):
     _check_against_reference(gl.parse(
         f"input x[{size}]\nstate h[n]\nh' = tanh(W @ [x, h])\noutput y = x * 2\noutput h'\n"))

@@ -348,9 +348,8 @@ class ModuleWriter:
                 f'pass state0{where}")')
 
     def _dim(self, expr) -> str:
+        """A size expression in the generated code's names (`n_in + n`; a size called T is T_)."""
         expr = sympy.sympify(expr)
-        if isinstance(expr, sympy.Symbol) and str(expr) in ("T", "B"):
-            return str(expr)
         named = {s: sympy.Symbol(self.dims.get(str(s), str(s))) for s in expr.free_symbols}
         return str(expr.xreplace(named))
 

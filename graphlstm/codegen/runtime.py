@@ -37,6 +37,14 @@ def _sigmoid(x, out=None):
     y += 0.5
     return y
 ''',
+    "_softplus": '''
+def _softplus(x):
+    """log(1 + exp(x)) as max(x, 0) + log1p(exp(-|x|)), with exp never asked for a value below
+    the smallest normal float (the term is below it too): no overflow, no underflow."""
+    t = -np.abs(x)
+    small = t < np.log(np.finfo(t.dtype).tiny)
+    return np.maximum(x, 0) + np.where(small, 0, np.log1p(np.exp(np.where(small, 0, t))))
+''',
     "_flat": '''
 def _flat(a):
     """[T, B, n] -> [T*B, n], so one GEMM sums over every step and example."""

@@ -172,16 +172,17 @@ def _torch_contender(p: Problem, key: str, label: str, forward: Callable,
 def gemm_plan(cell_name: str, cfg: Config) -> list[Gemm]:
     """The matrix products of a fused forward + backward through time of the cell.
 
-    G = gates * n stacked output rows; r = G / chain columns per recurrent GEMM."""
+    G = gates * n stacked gate rows, r = G / chain columns per recurrent GEMM."""
     gates, chain = GEMM_SHAPE[cell_name]
     T, B, n_in, n = cfg.T, cfg.B, cfg.n_in, cfg.n
     G = gates * n
-    return [(1, T * B, n_in, G),        # forward: input projection of all steps
-            (T * chain, B, n, G // chain),  # forward: recurrent, per step
-            (T * chain, B, G // chain, n),  # backward: gradient of h, per step
-            (1, G, T * B, n_in),        # backward: input weights, all steps
-            (1, G, T * B, n),           # backward: recurrent weights, all steps
-            (1, T * B, G, n_in)]        # backward: gradient of x, all steps
+    r = G // chain
+    return [(1, T * B, n_in, G),      # forward: input projection of all steps
+            (T * chain, B, n, r),     # forward: recurrent, per step
+            (T * chain, B, r, n),     # backward: gradient of h, per step
+            (1, G, T * B, n_in),      # backward: input weights, all steps
+            (1, G, T * B, n),         # backward: recurrent weights, all steps
+            (1, T * B, G, n_in)]      # backward: gradient of x, all steps
 
 
 def gemm_flops(plan: list[Gemm]) -> int:

@@ -50,29 +50,13 @@ def _exact(name: str, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return table[name]
 
 
-NONLINEARITIES = [
-    "sigmoid", "tanh", "relu", "identity", "softsign", "hard_sigmoid",
-    pytest.param("softplus", marks=pytest.mark.xfail(
-        strict=True, raises=FloatingPointError,
-        reason="printer prints softplus as np.logaddexp(x, 0), whose exp(-|x|) underflows for "
-               "x < -88 (float32) / -745 (float64); runtime.HELPERS['_softplus'] is the fix "
-               "for Printer._print_softplus")),
-]
-
-
-TANH_FLOAT32 = pytest.mark.xfail(
-    strict=True, raises=FloatingPointError,
-    reason="tanh's derivative 1 - y**2 squares y: for |y| < 1e-19 (float32) y**2 underflows; "
-           "(1 - y)*(1 + y) in nonlin.BUILTINS never underflows and is more accurate near "
-           "|y| = 1, but test_autodiff and docs/generated-code.md quote '1 - g**2'")
+NONLINEARITIES = ["sigmoid", "tanh", "relu", "identity", "softsign", "hard_sigmoid", "softplus"]
 
 
 @pytest.mark.parametrize("optimize", MODES)
 @pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
 @pytest.mark.parametrize("name", NONLINEARITIES)
 def test_builtin_nonlinearity_and_derivative_raise_nothing(name, dtype, optimize, request):
-    if name == "tanh" and dtype is np.float32:
-        request.applymarker(TANH_FLOAT32)
     cell = gl.parse(f"input x[n]\noutput y = {name}(x)\n", name=name)
     prog = gl.compile(cell, optimize=optimize)
     x = _grid(dtype)

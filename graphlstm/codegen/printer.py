@@ -2,7 +2,7 @@
 
 SymPy's default prints `1/(1 + exp(-x))` as `(1 + numpy.exp(-x))**(-1.0)`, which
 overflows and reads badly; here `sigmoid` prints as the helper `_sigmoid` (overflow-free),
-`softplus` as `np.logaddexp`, `Heaviside` as `np.heaviside`, `Max(u, 0)` as `np.maximum`,
+`softplus` as the helper `_softplus` (no overflow, no underflow), `Heaviside` as `np.heaviside`, `Max(u, 0)` as `np.maximum`,
 and powers as a person writes them. Constants stay Python scalars, so float32 stays float32.
 """
 from __future__ import annotations
@@ -32,7 +32,8 @@ class Printer(NumPyPrinter):
         return f"_sigmoid({self._print(expr.args[0])})"
 
     def _print_softplus(self, expr) -> str:
-        return f"np.logaddexp({self._print(expr.args[0])}, 0)"
+        self.helpers.add("_softplus")
+        return f"_softplus({self._print(expr.args[0])})"
 
     def _print_hard_sigmoid(self, expr) -> str:
         return f"np.clip({self.parenthesize(expr.args[0], precedence(sympy.Mul(2, U)))} / 6 + 0.5, 0, 1)"

@@ -2,10 +2,13 @@
 
 Each step reads a pair (value, marker): a random number in [0, 1] and a flag that is 1 at
 exactly two steps. After the last step the cell must output the sum of the two marked
-numbers. As in the 1997 paper the first mark falls in the first ten steps and the second
-before step T/2, so the answer has to be carried across at least 50 steps. Always
-answering 1.0 (the mean) scores MSE 1/6 = 0.167; that is where a cell that cannot carry
-information that far stays.
+numbers. Always answering 1.0 (the mean) scores MSE 1/6 = 0.167; that is where a cell
+that cannot carry information across ~50-100 steps stays.
+
+The marks are placed as in the now standard version (Le, Jaitly & Hinton 2015; Arjovsky
+et al. 2016): one in each half of the sequence. `--placement 1997` puts both in the first
+half, as the original paper did; that is harder still (with this script's settings the
+LSTM then leaves the 0.167 plateau for only about half of the seeds within 6000 steps).
 
 Both cells are the zoo's, plus a linear readout added to the text:
 
@@ -37,7 +40,7 @@ READOUT = "\n# readout for the adding problem\nparam W_y[1, n]\noutput y = W_y @
 BASELINE = 1 / 6  # the variance of a sum of two U[0, 1]: the MSE of always answering 1.0
 
 
-@dataclass
+@dataclass(frozen=True)
 class Config:
     """Everything a run depends on; --quick shrinks it."""
 
@@ -45,9 +48,11 @@ class Config:
     hidden: int = 32
     batch: int = 64
     steps: int = 4000
-    lr: float = 1e-2
+    lr: float = 2e-3
+    decay_at: float = 0.8     # the learning rate drops tenfold for the last 20% of steps
     clip: float = 1.0
     forget_bias: float = 1.0
+    placement: str = "halves"
     eval_every: int = 100
     test_size: int = 1000
     seed: int = 0
@@ -56,14 +61,24 @@ class Config:
 QUICK = Config(T=20, hidden=8, batch=16, steps=30, eval_every=10, test_size=64)
 
 
-def adding_batch(rng: np.random.Generator, T: int, B: int, dtype=np.float32):
+def mark_positions(rng: np.random.Generator, T: int, B: int, placement: str):
+    """Where the two marks go: one in each half, or (1997) both in the first half, the
+    first among the first ten steps."""
+    if placement == "halves":
+        return rng.integers(0, T // 2, size=B), rng.integers(T // 2, T, size=B)
+    if placement == "1997":
+        first = rng.integers(0, min(10, T // 2 - 1), size=B)
+        return first, rng.integers(first + 1, T // 2)
+    raise ValueError(f"placement is 'halves' or '1997', not {placement!r}")
+
+
+def adding_batch(rng: np.random.Generator, T: int, B: int, placement: str = "halves",
+                 dtype=np.float32):
     """Sequences [T, B, 2] of (value, marker) and their targets [B, 1]."""
     values = rng.uniform(0, 1, size=(T, B))
-    first = rng.integers(0, min(10, T // 2 - 1), size=B)
-    second = rng.integers(first + 1, T // 2)
     markers = np.zeros((T, B))
-    markers[first, np.arange(B)] = 1
-    markers[second, np.arange(B)] = 1
+    for where in mark_positions(rng, T, B, placement):
+        markers[where, np.arange(B)] = 1
     xs = np.stack([values, markers], axis=-1).astype(dtype)
     targets = (values * markers).sum(axis=0)[:, None].astype(dtype)
     return xs, targets
@@ -99,12 +114,13 @@ def train(name: str, cfg: Config, progress: bool = True) -> dict:
     params = init_params(cell, cfg)
     opt = gl.optim.Adam(params, lr=cfg.lr)
     rng = np.random.default_rng(cfg.seed)
-    test = adding_batch(np.random.default_rng(12345), cfg.T, cfg.test_size)
+    test = adding_batch(np.random.default_rng(12345), cfg.T, cfg.test_size, cfg.placement)
     curve = {"step": [0], "mse": [test_mse(prog, params, test)]}
     start = time.perf_counter()
     bar = tqdm(range(1, cfg.steps + 1), desc=f"{name:>5}", disable=not progress, leave=True)
     for step in bar:
-        xs, targets = adding_batch(rng, cfg.T, cfg.batch)
+        xs, targets = adding_batch(rng, cfg.T, cfg.batch, cfg.placement)
+        opt.lr = cfg.lr * (0.1 if step > cfg.decay_at * cfg.steps else 1.0)
         _, dys = gl.mse_loss(prog.forward(params, xs)[0], targets, output="y")
         grads = prog.backward(params, xs, None, dys)
         gl.optim.clip_grad_norm(grads, cfg.clip, names=params)
@@ -141,10 +157,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cells", nargs="+", default=["lstm", "rnn"], help="zoo names or .cell")
     parser.add_argument("--steps", type=int, help="training steps per cell")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--placement", choices=["halves", "1997"], default="halves",
+                        help="one mark in each half (default), or both in the first half")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "output",
                         help="where the PNG goes (default examples/output)")
     args = parser.parse_args(argv)
-    cfg = replace(QUICK if args.quick else Config(), seed=args.seed)
+    cfg = replace(QUICK if args.quick else Config(), seed=args.seed, placement=args.placement)
     cfg = replace(cfg, steps=args.steps or cfg.steps)
     args.out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()

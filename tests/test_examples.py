@@ -41,18 +41,21 @@ def test_codegen_tour_diff_shows_the_hoisted_loop():
     assert text.startswith("--- lstm (optimize=False)") and "\n+" in text and "\n-" in text
 
 
-def test_adding_problem_data():
+@pytest.mark.parametrize("placement, first_below, second_range", [
+    ("halves", 50, (50, 100)), ("1997", 10, (1, 50))])
+def test_adding_problem_data(placement, first_below, second_range):
     sys.path.insert(0, str(EXAMPLES))
     try:
         import adding_problem as ap
     finally:
         sys.path.remove(str(EXAMPLES))
     import numpy as np
-    xs, targets = ap.adding_batch(np.random.default_rng(0), 100, 500)
+    xs, targets = ap.adding_batch(np.random.default_rng(0), 100, 500, placement)
     markers = xs[..., 1]
     assert xs.shape == (100, 500, 2) and targets.shape == (500, 1)
     assert np.all(markers.sum(axis=0) == 2)
-    first, second = (np.sort(np.nonzero(markers.T)[1].reshape(500, 2), axis=1)).T
-    assert first.max() < 10 and second.max() < 50 and np.all(first < second)
+    first, second = np.sort(np.nonzero(markers.T)[1].reshape(500, 2), axis=1).T
+    assert first.max() < first_below and np.all(first < second)
+    assert second_range[0] <= second.min() and second.max() < second_range[1]
     assert np.allclose(targets[:, 0], (xs[..., 0] * markers).sum(axis=0))
     assert abs(np.mean((targets - 1) ** 2) - 1 / 6) < 0.03

@@ -7,7 +7,6 @@ a newcomer's first typo should teach them the language, not Python's stack.
 from __future__ import annotations
 
 import argparse
-import ast
 import sys
 from pathlib import Path
 from typing import Callable, NoReturn, Sequence
@@ -115,61 +114,10 @@ def cmd_render(args) -> int:
 
 
 # -- codegen ----------------------------------------------------------------------------------
-def forward_only(source: str) -> str:
-    """The generated module without `backward`, the helpers only it used, and the
-    docstring paragraphs about it.
-
-    Codegen always writes both functions; cutting by the parsed module's line ranges keeps
-    every remaining line byte for byte, comments included.
-    """
-    tree = ast.parse(source)
-    defs = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
-    lines = source.splitlines(keepends=True)
-    for name in sorted(unused_after_backward(defs), key=lambda d: -defs[d].lineno):
-        del lines[defs[name].lineno - 1:defs[name].end_lineno]
-    doc = tree.body[0]
-    if isinstance(doc, ast.Expr) and isinstance(doc.value, ast.Constant):
-        header = "".join(lines[doc.lineno - 1:doc.end_lineno])
-        lines[doc.lineno - 1:doc.end_lineno] = [forward_header(header)]
-    return _squeeze_blank_lines("".join(lines))
-
-
-def unused_after_backward(defs: dict[str, ast.FunctionDef]) -> set[str]:
-    """`backward`, and every private helper that nothing else calls once it is gone."""
-    drop = {"backward"} & defs.keys()
-    while True:
-        kept = [n for name, n in defs.items() if name not in drop]
-        used = {x.id for n in kept for x in ast.walk(n) if isinstance(x, ast.Name)}
-        unused = {name for name in defs if name.startswith("_") and name not in used} - drop
-        if not unused:
-            return drop
-        drop |= unused
-
-
-def forward_header(doc: str) -> str:
-    """The module docstring with every paragraph that mentions backward left out."""
-    body = doc.rstrip()
-    if not body.endswith('"""'):
-        return doc
-    body = body[:-3].replace("forward and backward through time", "forward through time")
-    body = "\n".join(line for line in body.split("\n") if "backward(" not in line)
-    paragraphs = [p for p in body.split("\n\n") if "backward" not in p]
-    return "\n\n".join(paragraphs).rstrip() + '\n"""\n'
-
-
-def _squeeze_blank_lines(text: str) -> str:
-    """At most two blank lines in a row, as PEP 8 has them between top-level functions."""
-    out: list[str] = []
-    for line in text.split("\n"):
-        if line.strip() or len(out) < 2 or out[-1].strip() or out[-2].strip():
-            out.append(line)
-    return "\n".join(out)
-
-
 def cmd_codegen(args) -> int:
-    import graphlstm as gl
-    program = gl.compile(load_cell(args.cell), optimize=not args.no_optimize)
-    source = forward_only(program.source) if args.forward_only else program.source
+    from .codegen import generate
+    source = generate(load_cell(args.cell), optimize=not args.no_optimize,
+                      backward=not args.forward_only)
     if args.output:
         Path(args.output).write_text(source, encoding="utf-8")
         print(f"wrote {args.output}", file=sys.stderr)

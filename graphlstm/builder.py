@@ -480,7 +480,8 @@ class CellBuilder:
             raise SpecError("a cell needs at least one output (e.g. `output h'`)")
         results = tuple(self._outputs) + tuple((s + "'", n) for s, n in self._updates.items())
         self._check_batched(results)
-        shapes = self._final_shapes([n for _, n in results])
+        # every equation gets its shapes, used or not (passes and codegen walk them all)
+        shapes = self._final_shapes([n for _, n in results] + [n for _, n in self._equations])
         leaves = tuple(self._inputs.values()) + tuple(self._states.values()) + tuple(
             p for p in self._params.values() if p in shapes)
         step = Function(

@@ -35,6 +35,7 @@ def vjp(fn: Function) -> Function:
         cotangents.setdefault(node, []).append(_match_batch(seeds[name], node))
     adjoint_of: dict[Node, Node] = {}
     totals: dict[Node, Node] = {}
+    forward = set(fn.nodes())
     for node in reversed(toposort([n for _, n in fn.results])):
         if node not in cotangents:
             continue
@@ -48,10 +49,21 @@ def vjp(fn: Function) -> Function:
             if contribution is not None:
                 contribution = _match_batch(contribution, operand)
                 ops.infer_shapes([contribution], shapes)
-                for new in toposort([contribution]):
-                    adjoint_of.setdefault(new, node)
+                _tag(contribution, node, adjoint_of, forward)
                 cotangents.setdefault(operand, []).append(contribution)
     return _backward_function(fn, seeds, totals, shapes, adjoint_of)
+
+
+def _tag(contribution: Node, forward_node: Node, adjoint_of: dict, forward: set) -> None:
+    """Record which forward node each new backward node differentiates (walking only
+    the new nodes, so differentiation stays linear in the size of the step)."""
+    stack = [contribution]
+    while stack:
+        n = stack.pop()
+        if n in adjoint_of or n in forward:
+            continue
+        adjoint_of[n] = forward_node
+        stack.extend(n.src)
 
 
 def _rule(node: Node, cotangent: Node, shapes: dict) -> tuple:

@@ -7,7 +7,7 @@ from typing import Mapping
 import networkx as nx
 import numpy as np
 
-from .ir import Function, Node, Op, concrete_shape, toposort
+from .ir import Function, Node, Op, concrete_shape
 
 
 def check_model_name(name: str) -> str:

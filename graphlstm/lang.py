@@ -13,11 +13,14 @@ import ast
 import math
 import re
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from .builder import CellBuilder, Value, _number
 from .errors import SpecError
 from .ir import Node, Op
+
+if TYPE_CHECKING:
+    from .cell import Cell
 
 MAX_BYTES = 1_000_000
 MAX_LINE = 10_000
@@ -593,7 +596,6 @@ def _u():
 
 def to_text(cell) -> str:
     """A cell in the language, from its graph (for cells built in Python)."""
-    from .ir import Op
     from .shapes import show
     step = cell.step
     lines = [f"cell {cell.name}"]

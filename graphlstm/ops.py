@@ -139,11 +139,20 @@ SHAPE_RULES: dict[Op, Callable[[Node, list[Shape]], Shape]] = {
 
 
 def infer_shapes(roots: Sequence[Node], shapes: dict[Node, Shape]) -> dict[Node, Shape]:
-    """Fill in the shape of every node reachable from `roots` (leaves must be known)."""
-    from .ir import toposort
-    for node in toposort(roots):
-        if node not in shapes:
+    """Fill in the shape of every node reachable from `roots` (leaves must be known).
+
+    The walk stops at nodes whose shapes are known, so adding a few new nodes on top of a
+    large graph costs only the new nodes (compile time stays linear in the cell's size)."""
+    stack = [(root, False) for root in roots if root not in shapes]
+    while stack:
+        node, expanded = stack.pop()
+        if node in shapes:
+            continue
+        if expanded:
             shapes[node] = tuple(SHAPE_RULES[node.op](node, [shapes[s] for s in node.src]))
+            continue
+        stack.append((node, True))
+        stack.extend((s, False) for s in node.src if s not in shapes)
     return shapes
 
 

@@ -55,7 +55,7 @@ def run_sequence(cell, params, xs, state0=None):
     step = cell.step
     xs = xs if isinstance(xs, Mapping) else {cell.inputs[0]: xs}
     T, B = next(iter(xs.values())).shape[:2]
-    dtype = next(iter(params.values())).dtype
+    dtype = np.asarray(next(iter(xs.values()))).dtype
     sizes = infer_sizes(step, {**params, **{k: v[0] for k, v in xs.items()}})
     state = {s: (np.zeros((B,) + concrete_shape(cell.shape(s), sizes), dtype)
                  if state0 is None else state0[s]) for s in cell.states}

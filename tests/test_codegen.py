@@ -1,7 +1,6 @@
 """Generated NumPy modules: standalone, readable, dtype-preserving, optimised == plain."""
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 

@@ -6,7 +6,6 @@ import pytest
 from hypothesis import given, strategies as st
 
 import graphlstm as gl
-from graphlstm.ir import Op
 
 SPEC_LSTM = """
 # Standard LSTM with forget gate

@@ -105,12 +105,8 @@ def _result(proc: subprocess.Popen, timeout: float) -> object:
     return json.loads(out)
 
 
-SLOW_COMPILE = ("quadratic: ops.infer_shapes toposorts everything reachable on every call "
-                "(from autodiff.vjp and passes/rebuild.rewrite, per node), and rebuild._label "
-                "toposorts per node: ~20 s; stopping at known nodes makes it ~2.4 s")
 
 
-@pytest.mark.xfail(strict=True, reason=SLOW_COMPILE)
 def test_200_equations_compile_in_under_5_seconds():
     """gl.compile(cell) (optimised, the default); plain code took ~4.5 s when measured."""
     seconds = _result(_start(COMPILE_SCRIPT.format(tests=str(TESTS), limit=LIMIT)), 120)

@@ -8,7 +8,6 @@ parsed (and, where it parses, compiled and run); a marker file must never appear
 """
 from __future__ import annotations
 
-import os
 import sys
 import threading
 from pathlib import Path

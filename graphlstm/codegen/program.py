@@ -25,7 +25,6 @@ from ..ir import Function, Node, Op
 from ..shapes import show
 from .emit import Emitter
 from .naming import Namer
-from .printer import ATOM
 from .runtime import HELPERS, VALIDATION
 
 I1, I2, I3 = "    ", "        ", "            "
@@ -494,7 +493,7 @@ class BackwardWriter:
         self.results = dict(self.bwd.results)
 
     def write(self) -> str:
-        mw, plan = self.mw, self.plan
+        mw = self.mw
         mw.fresh_namer()
         em = mw.emitter(self.bwd)
         lines = ["def backward(params, xs, state0, dys, dstate_T=None, tape=None):",

@@ -52,7 +52,7 @@ def _flat(a):
 ''',
 }
 
-VALIDATION = '''
+MAPPING = '''
 def _mapping(what, value, names):
     """A dict holding exactly `names`, or ValueError saying what is missing or extra."""
     if not isinstance(value, dict):
@@ -64,7 +64,9 @@ def _mapping(what, value, names):
                          + (f"; missing {missing}" if missing else "")
                          + (f"; unknown {unknown}" if unknown else ""))
     return value
+'''
 
+VALIDATION = MAPPING + '''
 
 def _array(what, value, rank, dtype, expected):
     """A NumPy array of the given rank and dtype, or ValueError naming it and the shape."""

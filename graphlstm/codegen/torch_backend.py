@@ -27,11 +27,13 @@ from typing import Mapping
 import numpy as np
 import sympy
 
+from .. import ops
 from ..ir import Function, Node, Op
 from ..shapes import show
 from .naming import RESERVED, Namer, identifier
 from ..nonlin import U
-from .printer import ADD, ATOM, MUL, UNARY, Printer, print_nonlinearity
+from .printer import ATOM, MUL, Printer, print_nonlinearity
+from .runtime import MAPPING
 
 I1, I2, I3 = "    ", "        ", "            "
 TORCH_LOCALS = frozenset({"torch", "nn", "math", "self", "xs", "state0", "ys", "state_T",
@@ -110,19 +112,7 @@ def _softplus(x):
 ''',
 }
 
-VALIDATION = '''
-def _mapping(what, value, names):
-    """A dict holding exactly `names`, or ValueError saying what is missing or extra."""
-    if not isinstance(value, dict):
-        raise ValueError(f"{what} must be a dict with keys {list(names)}, got {type(value).__name__}")
-    missing = [k for k in names if k not in value]
-    unknown = [k for k in value if k not in names]
-    if missing or unknown:
-        raise ValueError(f"{what} must have keys {list(names)}"
-                         + (f"; missing {missing}" if missing else "")
-                         + (f"; unknown {unknown}" if unknown else ""))
-    return value
-
+VALIDATION = MAPPING + '''
 
 def _check(what, value, shape, expected):
     """A tensor of the given shape, or ValueError naming it and the shape expected."""
@@ -185,17 +175,6 @@ def _conv(node, args, w):
             f".unflatten(0, (T, B))", ATOM)
 
 
-def _sum(node, args, w):
-    out = _p(args[0], ADD)
-    for operand, (text, prec) in zip(node.src[1:], args[1:]):
-        negated = operand.op is Op.NONLIN and not operand.arg.name and operand.arg.expr == -U
-        if negated and text.startswith("-") and prec == UNARY:
-            out += f" - {text[1:]}"
-        else:
-            out += f" + {_p((text, prec), ADD + 1)}"
-    return out, ADD
-
-
 def _nonlin(node, args, w):
     text, prec = print_nonlinearity(w.printer, node.arg, *args[0])
     if "np." in text:
@@ -234,7 +213,7 @@ def _bsum(node, args, w):
 TORCH_CODE = {
     Op.CONCAT: _concat, Op.SLICE: _slice, Op.MATMUL: _matmul, Op.NONLIN: _nonlin,
     Op.GATE: lambda node, args, w: (f"{_p(args[0], MUL)} * {_p(args[1], MUL + 1)}", MUL),
-    Op.SUM: _sum, Op.BCAST: _bcast, Op.ZEROS: _zeros, Op.OUTER: _outer, Op.BSUM: _bsum,
+    Op.SUM: ops.CODE[Op.SUM],   # `a + b - c` reads the same for tensors Op.BCAST: _bcast, Op.ZEROS: _zeros, Op.OUTER: _outer, Op.BSUM: _bsum,
 }
 
 _ROLE = {Op.CONCAT: "cat", Op.MATMUL: "mm", Op.NONLIN: "act", Op.GATE: "gated", Op.SUM: "sum",

@@ -14,6 +14,7 @@ def rewrite(fn: Function, rule: Callable[[Node, Node, dict], Node | None],
     nodes, labels carried over, unreachable nodes dropped (dead-code elimination comes free,
     and hash-consing merges equal nodes: common-subexpression elimination)."""
     new: dict[Node, Node] = {leaf: leaf for leaf in fn.leaves}
+    done: set[Node] = set(fn.leaves)
     shapes = {leaf: fn.shapes[leaf] for leaf in fn.leaves}
     labels: dict[Node, str] = dict(names or {})
     roots = [n for _, n in fn.equations] + [n for _, n in fn.results]
@@ -25,19 +26,25 @@ def rewrite(fn: Function, rule: Callable[[Node, Node, dict], Node | None],
         replacement = rule(node, rebuilt, shapes)
         out = rebuilt if replacement is None else replacement
         ops.infer_shapes([out], shapes)
-        _label(out, fn.labels.get(node), labels)
+        _label(out, fn.labels.get(node), labels, done)
         new[node] = out
+        done.add(out)
     return _function(fn, new, shapes, labels)
 
 
-def _label(node: Node, label: str | None, labels: dict[Node, str]) -> None:
+def _label(node: Node, label: str | None, labels: dict[Node, str], done: set[Node]) -> None:
     """Label a replacement and any new nodes under it with the equation it came from
-    (nodes that a pass named already, such as fused ones, keep their names)."""
+    (nodes that a pass named already, such as fused ones, keep their names). The walk stops
+    at nodes already rebuilt (`done`), so labelling costs only the new nodes."""
     if label is None:
         return
-    for n in toposort([node]):
-        if not n.op.is_leaf:
-            labels.setdefault(n, label)
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        if n in done or n.op.is_leaf or (n in labels and n is not node):
+            continue
+        labels.setdefault(n, label)
+        stack.extend(n.src)
 
 
 def joined(labels) -> str:

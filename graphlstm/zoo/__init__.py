@@ -6,6 +6,7 @@
 """
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from importlib import resources
 
@@ -26,9 +27,15 @@ def source(name: str) -> str:
 
 
 def describe(name: str) -> str:
-    """The first comment line of a built-in cell: one line on what it is."""
-    first = source(name).splitlines()[0]
-    return first.lstrip("# ").strip()
+    """One line on what a built-in cell is: the first sentence of its header comment."""
+    words: list[str] = []
+    for line in source(name).splitlines():
+        if not line.startswith("#") or line.startswith("#  "):
+            break
+        words += line.lstrip("# ").split()
+    text = " ".join(words)
+    end = re.search(r"(?<! al)\.( |$)|: ", text)         # "Cho et al. 2014" goes on
+    return text[:end.start()] if end else text
 
 
 @lru_cache(maxsize=None)

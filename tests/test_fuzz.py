@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import os
 import time
+import traceback
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
 
 import graphlstm as gl
+from graphlstm.ir import Op
 from graphlstm.reference import run_sequence
 from graphlstm.testing import _directional, check_grads, random_problem
 
@@ -121,6 +123,26 @@ def test_mutated_zoo_files_give_spec_errors_or_working_cells(text):
         _run_and_compare(cell)
 
 
+KNOWN_BUGS = {
+    # emit.py: optimised code for a state updated from inputs only, read by an output that
+    # also reads an input (test_known_bug_state_from_inputs_only); lead's module.
+    "state-from-inputs-only": lambda error, where: isinstance(error, KeyError)
+    and error.args == (Op.INPUT,) and where.endswith("emit.py"),
+}
+
+
+def _compile(cell: gl.Cell, optimize: bool):
+    """gl.compile, with the failures of known bugs (each an xfail test below) rejected as
+    examples, so the fuzzers look for new ones."""
+    try:
+        return gl.compile(cell, optimize=optimize)
+    except Exception as error:          # noqa: BLE001 - re-raised unless known
+        where = traceback.extract_tb(error.__traceback__)[-1].filename
+        if any(known(error, where) for known in KNOWN_BUGS.values()):
+            reject()
+        raise
+
+
 def _run_and_compare(cell: gl.Cell) -> None:
     """Compile both ways, run forward and backward, and compare with the interpreter."""
     sizes = {s: 2 + i for i, s in enumerate(cell.sizes)}
@@ -128,7 +150,7 @@ def _run_and_compare(cell: gl.Cell) -> None:
     with np.errstate(all="ignore"):
         expected, expected_state = run_sequence(cell, *problem[:3]) if cell.params else (None, None)
         for optimize in (False, True):
-            prog = gl.compile(cell, optimize=optimize)
+            prog = _compile(cell, optimize)
             ys, state_T = prog.forward(*problem[:3])
             grads = prog.backward(*problem)
             assert set(grads) == set(cell.params) | set(cell.inputs) | set(cell.states)
@@ -164,7 +186,7 @@ class _CellWriter:
         self.inputs = [(f"x{i}", draw(st.sampled_from(["m", "n"]))) for i in range(draw(st.integers(1, 2)))]
         self.states = [(f"s{i}", draw(st.sampled_from(["n", "k"]))) for i in range(draw(st.integers(1, 2)))]
         self.pool: dict[str, list[str]] = {}
-        self.budget = draw(st.integers(4, 40))          # operations left in the whole cell
+        self.budget = 0                                  # operations left in this statement
         for name, size in self.inputs + self.states:
             self.pool.setdefault(size, []).append(name)
 
@@ -205,20 +227,25 @@ class _CellWriter:
         single = len(parts) == 1 and self.draw(st.booleans())
         return f"{name} @ {inner}" if single and parts[0][1].isidentifier() else f"{name} @ [{inner}]"
 
+    def statement(self, size: str) -> str:
+        """The right side of one equation, of at most 3-15 operations."""
+        self.budget = self.draw(st.integers(3, 15))
+        return self.expr(size, self.draw(st.integers(2, 4)))
+
     def write(self) -> str:
         body = []
-        for _ in range(self.draw(st.integers(0, 4))):
+        for _ in range(self.draw(st.integers(0, 5))):
             size = self.draw(st.sampled_from(["m", "n", "k"]))
             name = self.fresh("e")
-            body.append(f"{name} = {self.expr(size, self.draw(st.integers(1, 3)))}")
+            body.append(f"{name} = {self.statement(size)}")
             self.pool.setdefault(size, []).append(name)
         for state, size in self.draw(st.permutations(self.states)):
-            body.append(f"{state}' = {self.expr(size, self.draw(st.integers(1, 3)))}")
+            body.append(f"{state}' = {self.statement(size)}")
             self.pool[size].append(state + "'")
         body.append(f"output {self.states[0][0]}'")
         if self.draw(st.booleans()):
             size = self.draw(st.sampled_from(["m", "n", "k"]))
-            body.append(f"output y = {self.expr(size, 2)}")
+            body.append(f"output y = {self.statement(size)}")
         head = [f"nonlinearity {c}({_var(c)}) = {CUSTOM[c]}" for c in self.customs]
         head += ["input " + ", ".join(f"{n}[{s}]" for n, s in self.inputs),
                  "state " + ", ".join(f"{n}[{s}]" for n, s in self.states)]
@@ -288,3 +315,10 @@ def test_random_wellformed_cells_match_the_interpreter_and_central_differences(t
     _run_and_compare(cell)
     for optimize in (False, True):
         _grads_agree(cell, optimize)
+
+
+@pytest.mark.xfail(strict=True, raises=KeyError, reason="KNOWN_BUGS['state-from-inputs-only']")
+def test_known_bug_state_from_inputs_only():
+    cell = gl.parse("input x0[m]\nstate s0[n]\nparam W7[m, n]\ns0' = W5 @ x0\n"
+                    "output y = (W7 @ s0) * p6 - x0\n")
+    gl.compile(cell, optimize=True)

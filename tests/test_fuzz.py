@@ -143,20 +143,25 @@ def _compile(cell: gl.Cell, optimize: bool):
         raise
 
 
-def _run_and_compare(cell: gl.Cell) -> None:
-    """Compile both ways, run forward and backward, and compare with the interpreter."""
+def _run_and_compare(cell: gl.Cell) -> bool:
+    """Compile both ways, run forward and backward, and compare with the interpreter.
+    Returns whether everything stayed finite (a random cube of a cube overflows: then the
+    gradient check is meaningless, and check_grads would not see a NaN)."""
     sizes = {s: 2 + i for i, s in enumerate(cell.sizes)}
     problem = random_problem(cell, sizes, T=3, B=2, seed=1)
+    finite = True
     with np.errstate(all="ignore"):
-        expected, expected_state = run_sequence(cell, *problem[:3]) if cell.params else (None, None)
+        expected, expected_state = run_sequence(cell, *problem[:3])
         for optimize in (False, True):
             prog = _compile(cell, optimize)
             ys, state_T = prog.forward(*problem[:3])
             grads = prog.backward(*problem)
             assert set(grads) == set(cell.params) | set(cell.inputs) | set(cell.states)
-            if expected is not None:
-                _assert_close(ys, expected)
-                _assert_close(state_T, expected_state)
+            _assert_close(ys, expected)
+            _assert_close(state_T, expected_state)
+            arrays = list(ys.values()) + list(state_T.values()) + list(grads.values())
+            finite = finite and all(np.isfinite(a).all() for a in arrays)
+    return finite
 
 
 def _assert_close(got: dict, want: dict) -> None:
@@ -312,9 +317,11 @@ def _coarse_step_agrees(cell: gl.Cell, optimize: bool, report) -> bool:
 @given(wellformed_cells())
 def test_random_wellformed_cells_match_the_interpreter_and_central_differences(text):
     cell = gl.parse(text, name="fuzz")
-    _run_and_compare(cell)
-    for optimize in (False, True):
-        _grads_agree(cell, optimize)
+    if not _run_and_compare(cell):
+        reject()
+    with np.errstate(all="ignore"):      # a difference step may overflow where the point does not
+        for optimize in (False, True):
+            _grads_agree(cell, optimize)
 
 
 @pytest.mark.xfail(strict=True, raises=KeyError, reason="KNOWN_BUGS['state-from-inputs-only']")

@@ -167,7 +167,7 @@ class Emitter:
         if node.op is Op.GATE:
             return f"{indent}{dest} *= {self.expr(operand)[0]}"
         negated = operand.op is Op.NONLIN and not operand.arg.name and str(operand.arg.expr) == "-u"
-        if negated:
+        if negated and operand not in self.env:     # `-b` written inline: subtract b
             return f"{indent}{dest} -= {self.expr(operand.src[0])[0]}"
         return f"{indent}{dest} += {self.expr(operand)[0]}"
 

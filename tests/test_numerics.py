@@ -56,7 +56,7 @@ NONLINEARITIES = ["sigmoid", "tanh", "relu", "identity", "softsign", "hard_sigmo
 @pytest.mark.parametrize("optimize", MODES)
 @pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
 @pytest.mark.parametrize("name", NONLINEARITIES)
-def test_builtin_nonlinearity_and_derivative_raise_nothing(name, dtype, optimize, request):
+def test_builtin_nonlinearity_and_derivative_raise_nothing(name, dtype, optimize):
     cell = gl.parse(f"input x[n]\noutput y = {name}(x)\n", name=name)
     prog = gl.compile(cell, optimize=optimize)
     x = _grid(dtype)
@@ -71,7 +71,7 @@ def test_builtin_nonlinearity_and_derivative_raise_nothing(name, dtype, optimize
         assert np.all(np.abs(got - want) <= 4 * eps * np.abs(want) + eps), name
 
 
-def test_proposed_softplus_helper_is_stable_and_accurate():
+def test_softplus_helper_is_stable_and_accurate():
     namespace = {"np": np}
     exec(HELPERS["_softplus"], namespace)        # our own helper text, as the module would
     for dtype in DTYPES:

@@ -50,13 +50,16 @@ assert len(cell.equations) == 200
 def stop(*_):
     raise TimeoutError
 signal.signal(signal.SIGALRM, stop)
-start = time.perf_counter()
-signal.setitimer(signal.ITIMER_REAL, {limit})
-try:
-    gl.compile(cell)
-    seconds = time.perf_counter() - start
-except TimeoutError:
-    seconds = None
+seconds = {{}}
+for optimize in (True, False):
+    start = time.perf_counter()
+    signal.setitimer(signal.ITIMER_REAL, {limit})
+    try:
+        gl.compile(cell, optimize=optimize)
+        seconds[str(optimize)] = time.perf_counter() - start
+    except TimeoutError:
+        seconds[str(optimize)] = None
+    signal.setitimer(signal.ITIMER_REAL, 0)
 print(json.dumps(seconds))
 """
 
@@ -105,12 +108,10 @@ def _result(proc: subprocess.Popen, timeout: float) -> object:
     return json.loads(out)
 
 
-
-
 def test_200_equations_compile_in_under_5_seconds():
-    """gl.compile(cell) (optimised, the default); plain code took ~4.5 s when measured."""
+    """gl.compile(cell), optimised (the default) and plain: each under 5 s (about 0.5 s)."""
     seconds = _result(_start(COMPILE_SCRIPT.format(tests=str(TESTS), limit=LIMIT)), 120)
-    assert seconds is not None and seconds < LIMIT
+    assert None not in seconds.values() and max(seconds.values()) < LIMIT, seconds
 
 
 @pytest.mark.skipif(not os.access("/proc/self/clear_refs", os.W_OK),

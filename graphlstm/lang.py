@@ -12,6 +12,7 @@ from __future__ import annotations
 import ast
 import math
 import re
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
@@ -214,7 +215,10 @@ class _Parser:
         rewritten = _PRIMED.sub(lambda m: m.group(1) + PRIME, segment)
         self.current = (lineno, col, rewritten)
         try:
-            tree = ast.parse(rewritten, mode=mode)
+            with warnings.catch_warnings():     # `1if x`: Python warns; here it is an error
+                warnings.simplefilter("error", SyntaxWarning)
+                warnings.simplefilter("ignore", DeprecationWarning)
+                tree = ast.parse(rewritten, mode=mode)
         except SyntaxError as e:
             offset = (e.offset or 1) - 1
             prefix = rewritten.encode()[:offset].decode("utf-8", errors="ignore") \

@@ -229,10 +229,11 @@ def _column(text: str, line: int, where) -> int | tuple[int, int]:
 
 
 def _parse_error(text) -> tuple[gl.SpecError, float]:
-    start = time.perf_counter()
+    """The error and the CPU seconds it took (process time: a loaded machine does not count)."""
+    start = time.process_time()
     with pytest.raises(gl.SpecError) as info:
         gl.parse(text)
-    return info.value, time.perf_counter() - start
+    return info.value, time.process_time() - start
 
 
 def assert_shows_line_and_caret(error: gl.SpecError, text: str) -> None:
@@ -264,20 +265,20 @@ def test_malformed_cell_gives_one_located_spec_error(text, line, where, fragment
 
 def test_ten_megabyte_line_is_refused_quickly():
     for text in ("a" * 10_000_000, b"a" * 10_000_000, "h' = h\n" * 1_500_000):
-        start = time.perf_counter()
+        start = time.process_time()
         with pytest.raises(gl.SpecError, match="the limit is 1000000") as info:
             gl.parse(text)
-        assert time.perf_counter() - start < 1.0
+        assert time.process_time() - start < 1.0
         assert info.value.line >= 1 and info.value.col >= 1
 
 
 def test_ten_megabyte_file_is_refused_quickly(tmp_path):
     path = tmp_path / "huge.cell"
     path.write_bytes(b"# " + b"x" * 10_000_000 + b"\n")
-    start = time.perf_counter()
+    start = time.process_time()
     with pytest.raises(gl.SpecError, match="the limit is 1000000") as info:
         gl.load(path)
-    assert time.perf_counter() - start < 1.0
+    assert time.process_time() - start < 1.0
     assert (info.value.line, info.value.col) == (1, lang.MAX_BYTES + 1)
 
 

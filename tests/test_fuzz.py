@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 import graphlstm as gl
 from graphlstm.reference import run_sequence
-from graphlstm.testing import _directional, check_grads, random_problem
+from graphlstm.testing import _directional, check_grads, default_sizes, random_problem
 
 LONG = os.environ.get("HYPOTHESIS_PROFILE") == "long"
 pytestmark = pytest.mark.slow
@@ -46,14 +46,16 @@ TOKENS = ["input ", "state ", "param ", "output ", "cell ", "nonlinearity ", "x"
 
 
 def _parse_quickly(text):
-    start = time.perf_counter()
+    """Parse; only a SpecError may come out, within a second of CPU time (process time, so
+    that other processes on a loaded machine do not count)."""
+    start = time.process_time()
     try:
         cell = gl.parse(text)
     except gl.SpecError as error:
         assert error.line is None or error.line >= 1
         assert error.col is None or error.col >= 1
         cell = None
-    assert time.perf_counter() - start < 1.0
+    assert time.process_time() - start < 1.0
     return cell
 
 
@@ -139,10 +141,11 @@ def _compile(cell: gl.Cell, optimize: bool):
 
 def _run_and_compare(cell: gl.Cell) -> bool:
     """Compile both ways, run forward and backward, and compare with the interpreter.
-    Returns whether everything stayed finite (a random cube of a cube overflows: then the
-    gradient check is meaningless, and check_grads would not see a NaN)."""
-    sizes = {s: 2 + i for i, s in enumerate(cell.sizes)}
-    problem = random_problem(cell, sizes, T=3, B=2, seed=1)
+    Returns whether the example is fit for a gradient check: every value finite and the
+    outputs and states below 1e3 (a random logistic map s' = (1 - s) * s reaches -1e6 in
+    four steps; there central differences are ruled by rounding or by the curvature, and
+    check_grads would not see a NaN)."""
+    problem = random_problem(cell, default_sizes(cell), T=4, B=3, seed=0)   # as check_grads
     finite = True
     with np.errstate(all="ignore"):
         expected, expected_state = run_sequence(cell, *problem[:3])
@@ -153,8 +156,9 @@ def _run_and_compare(cell: gl.Cell) -> bool:
             assert set(grads) == set(cell.params) | set(cell.inputs) | set(cell.states)
             _assert_close(ys, expected)
             _assert_close(state_T, expected_state)
-            arrays = list(ys.values()) + list(state_T.values()) + list(grads.values())
-            finite = finite and all(np.isfinite(a).all() for a in arrays)
+            values = list(ys.values()) + list(state_T.values())
+            finite = finite and all(np.isfinite(g).all() for g in grads.values()) and \
+                all(np.abs(v).max(initial=0) < 1e3 for v in values)
     return finite
 
 

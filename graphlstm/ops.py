@@ -303,6 +303,9 @@ def _code_matmul(node, args, ctx):
         ctx.helpers.update({helper, "_conv", "_windows"})
         return f"{helper}({vector[0]}, {matrix[0]})", ATOM
     right = _p(matrix, ATOM) if node.arg else f"{_p(matrix, ATOM)}.T"
+    if ctx.lead(node.src[1]) > 1:     # [T, B, n]: one GEMM over all T*B rows
+        ctx.helpers.add("_dot")
+        return f"_dot({vector[0]}, {right})", ATOM
     return f"{_p(vector, MUL)} @ {right}", MUL
 
 

@@ -127,3 +127,13 @@ def test_ten_thousand_steps_without_recursion_and_memory_linear_in_T():
             per_step = [peaks[f"{direction} {T}"] / T for T in steps]
             assert max(per_step) < 1.3 * min(per_step), (optimize, direction, peaks)
             assert peaks[f"{direction} 10000"] < 100e6, (optimize, direction, peaks)
+
+
+@pytest.mark.xfail(strict=True, raises=RecursionError,
+                   reason="emit.Emitter.into recurses once per operand of a chain of single-use "
+                          "values: a product of 1,000 factors on one line exhausts the stack")
+def test_a_product_of_a_thousand_factors_compiles():
+    import graphlstm as gl
+    cell = gl.parse("input x[n]\nstate h[n]\nh' = tanh(h) * " + " * ".join(["x"] * 1000)
+                    + "\noutput h'\n")
+    gl.compile(cell)

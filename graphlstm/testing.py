@@ -94,7 +94,8 @@ def check_grads(cell, sizes: Mapping[str, int] | None = None, *, T: int = 4, B: 
                 numeric = _directional(lambda a: loss(which, name, a), value, v)
                 analytic = float(np.sum(grads[name] * v))
                 scale = max(abs(numeric), abs(analytic), 1e-10)
-                worst = max(worst, abs(numeric - analytic) / scale)
+                error = abs(numeric - analytic) / scale
+                worst = max(worst, error) if np.isfinite(error) else float("inf")   # NaN fails
             errors[name] = worst
     report = GradCheck(cell.name, errors, tol, sizes)
     if strict and not report.ok:

@@ -20,6 +20,11 @@ from .naming import Namer
 from .printer import ATOM, Printer
 
 
+#: Longer chains of single-use values (a product of 1,000 factors) are cut into named
+#: pieces, so that neither this emitter nor Python's parser recurses too deeply.
+MAX_INLINE_DEPTH = 24
+
+
 @dataclass
 class Emitter:
     """Holds the names and expressions of values as code is generated for a Function."""
@@ -109,9 +114,13 @@ class Emitter:
         uses = Counter(s for n in nodes for s in n.src if s in members)
         lines: list[str] = []
         self._label, self._quoted = None, set()
+        depth: dict[Node, int] = {}                       # how deep an inline expression nests
         for node in nodes:
-            if uses[node] == 1 and node not in keep and node not in dests and node.op is not Op.ZEROS:
+            depth[node] = 1 + max((depth.get(s, 0) for s in node.src if s not in self.env), default=0)
+            inline = uses[node] == 1 and node not in keep and node not in dests
+            if inline and node.op is not Op.ZEROS and depth[node] < MAX_INLINE_DEPTH:
                 continue                                  # written inline where it is used
+            depth[node] = 0
             lines += self._comment(node, indent, bool(lines))
             ident = names.get(node) or self.name(node)
             if node in dests:

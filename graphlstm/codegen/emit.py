@@ -107,7 +107,9 @@ class Emitter:
         (`names` may fix their identifiers); nodes in `dests` are computed into the given
         array (a slot of a preallocated buffer); the rest are inlined into a single user."""
         nodes = [n for n in nodes if n not in self.env]
-        keep = set(keep) | {root for _, root in self.fn.equations}
+        # forward equations always get their names; a backward cotangent used once is
+        # written straight into its user (its buffer slot, when it has one)
+        keep = set(keep) | {root for name, root in self.fn.equations if not name.startswith("d_")}
         names, dests = names or {}, dests or {}
         self._lead = lead
         members = set(nodes)

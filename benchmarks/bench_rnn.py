@@ -383,7 +383,7 @@ def numpy_threads() -> int:
 def print_header(threads: int) -> None:
     """Versions, threads and compile times, so a table can be read on its own."""
     blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]["name"]
-    print(f"graphlstm {gl.__version__} · numpy {np.__version__} ({blas}) · torch "
+    print(f"graphlstm {gl.__version__}{_git_revision()} · numpy {np.__version__} ({blas}) · torch "
           f"{torch.__version__} · python {platform.python_version()} · {threads} threads "
           f"(numpy BLAS and torch) · {os.cpu_count()} CPUs")
     for cell in CELLS:
@@ -392,6 +392,20 @@ def print_header(threads: int) -> None:
         print(f"  gl.compile({cell}): {time.perf_counter() - start:.3f} s", end="")
     print("\nTimes: one forward + backward through time, ms (see benchmarks/README.md)")
     print_load()
+
+
+def _git_revision() -> str:
+    """' (git abc1234)' for the checkout graphlstm is imported from ('+' if it has local
+    changes), or '' outside a git checkout."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(Path(gl.__file__).parent), *args],
+                              capture_output=True, text=True).stdout.strip()
+    try:
+        rev = git("rev-parse", "--short", "HEAD")
+        dirty = "+" if git("status", "--porcelain", "--untracked-files=no", ".") else ""
+    except OSError:
+        return ""
+    return f" (git {rev}{dirty})" if rev else ""
 
 
 def print_load(final: bool = False) -> None:

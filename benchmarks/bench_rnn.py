@@ -72,7 +72,8 @@ NN_MODULE = {"lstm": torch_cells.nn_lstm, "gru_torch": torch_cells.nn_gru}
 # (gate blocks of n rows, recurrent GEMMs in sequence per step): an LSTM stacks 4 gates into
 # one [B, n] @ [n, 4n]; MGU needs f before W_h @ [f * h, x], so two [B, n] @ [n, n] per step.
 GEMM_SHAPE = {"lstm": (4, 1), "lstm_peephole_diag": (4, 1), "gru_torch": (3, 1), "mgu": (2, 2)}
-POOL = {"graphlstm": "numpy", "numpy": "numpy", "roofline": "numpy", "nn": "torch", "eager": "torch"}
+POOL = {"graphlstm": "numpy", "numpy": "numpy", "roofline": "numpy",  # whose threads run it
+        "nn": "torch", "eager": "torch"}
 SWITCH_PAUSE_S = 0.25  # idle time between a NumPy and a torch contender (see _round)
 WARMUP_ROUNDS = 2
 NOISY = 1.2  # a median this many times the fastest run is flagged in the table
@@ -311,7 +312,8 @@ def print_results(result: Result) -> None:
 def print_targets(results: list[Result]) -> None:
     """graphlstm against the targets of issue 4, item 4."""
     print("\nTargets (issue 4, item 4): lstm / numpy <= 1.05 everywhere; lstm / nn.LSTM <= 1.00"
-          " at large;\nspeed-up over the torch eager loop >= 8x at small, >= 2x at medium and large")
+          " at large;\nspeed-up over the torch eager loop >= 8x at small, >= 2x at medium"
+          " and large")
     print(f"  {'config':<8}{'dtype':<9}{'lstm/numpy':>12}{'lstm/nn':>13}"
           + "".join(f"{c:>20}" for c in CELLS))
     for r in results:
@@ -383,9 +385,9 @@ def numpy_threads() -> int:
 def print_header(threads: int) -> None:
     """Versions, threads and compile times, so a table can be read on its own."""
     blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]["name"]
-    print(f"graphlstm {gl.__version__}{_git_revision()} · numpy {np.__version__} ({blas}) · torch "
-          f"{torch.__version__} · python {platform.python_version()} · {threads} threads "
-          f"(numpy BLAS and torch) · {os.cpu_count()} CPUs")
+    print(f"graphlstm {gl.__version__}{_git_revision()} · numpy {np.__version__} ({blas})"
+          f" · torch {torch.__version__} · python {platform.python_version()}"
+          f" · {threads} threads (numpy BLAS and torch) · {os.cpu_count()} CPUs")
     for cell in CELLS:
         start = time.perf_counter()
         gl.compile(gl.zoo.get(cell))

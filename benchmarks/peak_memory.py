@@ -10,9 +10,10 @@ it once per contender and dtype, with glibc's mmap threshold pinned
 Method: build the inputs and the contender (imports, parameters, the compiled program or the
 torch module), run it once to warm up (lazy initialisation: BLAS buffers, torch's autograd
 engine and thread pools), drop its outputs, return free heap pages to the system
-(malloc_trim), and read the resident set size (VmRSS) as the baseline. Reset the kernel's peak-RSS counter (write "5" to /proc/self/clear_refs, Linux >= 4.0),
-run once more, and read the peak (VmHWM). rss_mb = peak - baseline: everything the forward +
-backward allocates and touches, including the gradients it returns, but not its inputs.
+(malloc_trim), and read the resident set size (VmRSS) as the baseline. Reset the kernel's
+peak-RSS counter (write "5" to /proc/self/clear_refs, Linux >= 4.0), run once more, and read
+the peak (VmHWM). rss_mb = peak - baseline: everything the forward + backward allocates and
+touches, including the gradients it returns, but not its inputs.
 For the NumPy contenders, traced_mb is the peak that tracemalloc sees during a third run (NumPy
 reports every array buffer to it): the same quantity counted array by array, as a cross-check.
 """

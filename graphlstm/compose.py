@@ -385,7 +385,7 @@ def backward(params, xs, state0, dys, dstate_T=None):
     params, xs, state0 = _model_args(params, xs, state0)
     dys = _model_dys(dys)
     if dstate_T is not None:
-        dstate_T = _keys("dstate_T", dstate_T, MODEL_STATES)
+        dstate_T = _mapping("dstate_T", dstate_T, MODEL_STATES)
     layer_xs = []
     for layer in LAYERS:
         layer_xs.append(xs)
@@ -404,17 +404,17 @@ def backward(params, xs, state0, dys, dstate_T=None):
 
 def _model_args(params, xs, state0):
     """Check the model's mappings (the paired step checks every array)."""
-    params = _keys("params", params, MODEL_PARAMS)
+    params = _mapping("params", params, MODEL_PARAMS)
     if isinstance(xs, np.ndarray) and len(MODEL_INPUTS) == 1:
         xs = {{MODEL_INPUTS[0]: xs}}
-    xs = _keys("xs", xs, MODEL_INPUTS)
+    xs = _mapping("xs", xs, MODEL_INPUTS)
     if state0 is not None:
-        state0 = _keys("state0", state0, MODEL_STATES)
+        state0 = _mapping("state0", state0, MODEL_STATES)
     return params, xs, state0
 
 
 def _model_dys(dys):
-    dys = _keys("dys", dys, MODEL_OUTPUTS)
+    dys = _mapping("dys", dys, MODEL_OUTPUTS)
     for o, d in dys.items():
         axis = JOIN_AXES[o]
         if not isinstance(d, np.ndarray) or d.ndim != 2 - axis or d.shape[axis] % 2:
@@ -422,19 +422,6 @@ def _model_dys(dys):
             raise ValueError(f"dys[{{o!r}}] must be an array {{expected}} (fwd and rev halves), "
                              f"got {{getattr(d, 'shape', type(d).__name__)}}")
     return dys
-
-
-def _keys(what, value, names):
-    """A dict holding exactly `names`, or ValueError saying what is missing or extra."""
-    if not isinstance(value, dict):
-        raise ValueError(f"{{what}} must be a dict with keys {{list(names)}}, got {{type(value).__name__}}")
-    missing = [k for k in names if k not in value]
-    unknown = [k for k in value if k not in names]
-    if missing or unknown:
-        raise ValueError(f"{{what}} must have keys {{list(names)}}"
-                         + (f"; missing {{missing}}" if missing else "")
-                         + (f"; unknown {{unknown}}" if unknown else ""))
-    return value
 
 
 def _part(mapping, layer):
@@ -482,7 +469,8 @@ def source(model: Bidirectional, pair_source: str) -> str:
         outputs=_tuple_text(model.outputs), states=_tuple_text(model.states),
         params=_tuple_text(model.params), pair_keys=_tuple_text(model.pair.params + model.pair.states),
         axes=join_axes(model))
-    return head + textwrap.indent(pair_source.rstrip() + "\n", "    ") + tail
+    from .codegen.runtime import MAPPING     # the one `_mapping` check every module shares
+    return head + textwrap.indent(pair_source.rstrip() + "\n", "    ") + tail + MAPPING
 
 
 def join_axes(model: Bidirectional) -> dict[str, int]:

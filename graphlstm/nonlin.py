@@ -84,7 +84,7 @@ def _builtin(name: str, expr: sympy.Expr, grad_of_output: sympy.Expr | None = No
 
 BUILTINS: dict[str, Nonlinearity] = {
     "sigmoid": _builtin("sigmoid", sigmoid(U), U * (1 - U)),
-    "tanh": _builtin("tanh", sympy.tanh(U), (1 - U) * (1 + U)),   # 1 - y**2, without underflow
+    "tanh": _builtin("tanh", sympy.tanh(U), 1 - U**2),
     "relu": _builtin("relu", sympy.Max(U, 0), sympy.Heaviside(U, 0)),
     "identity": _builtin("identity", U),
     "softplus": _builtin("softplus", softplus(U)),

@@ -141,3 +141,54 @@ def test_vjp_reuses_the_forward_sweep(any_cell):
         np.testing.assert_array_equal(ys[k], expected_ys[k])
     for k in expected:
         np.testing.assert_array_equal(grads[k], expected[k])
+
+
+def test_a_tape_serves_one_backward_and_what_forward_returned_survives_it(any_cell):
+    """The backward reuses the tape's arrays (gate gradients overwrite spent activations),
+    so it empties the tape; a second backward with it runs the forward sweep again."""
+    sizes = default_sizes(any_cell)
+    params, xs, state0, dys, dstate = random_problem(any_cell, sizes, T=5, B=2, seed=5)
+    prog = gl.compile(any_cell)
+    tape: dict = {}
+    ys, state_T = prog.module.forward(params, xs, state0, tape)
+    kept = [{k: v.copy() for k, v in group.items()} for group in (ys, state_T)]
+    first = prog.module.backward(params, xs, state0, dys, dstate, tape)
+    assert tape == {}
+    second = prog.module.backward(params, xs, state0, dys, dstate, tape)
+    for k in first:
+        np.testing.assert_array_equal(first[k], second[k], err_msg=k)
+    for group, before in zip((ys, state_T), kept):
+        for k in before:
+            np.testing.assert_array_equal(group[k], before[k], err_msg=k)
+
+
+def _loop_body(src: str, header: str) -> list[str]:
+    """The lines of the first loop after `header` in a generated function."""
+    lines = src[src.index(header):].splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("    for t in range("))
+    body = []
+    for line in lines[start + 1:]:
+        if line.strip() and not line.startswith("        "):
+            break
+        body.append(line.strip())
+    return body
+
+
+def test_lstm_loops_update_in_place_and_copy_no_state():
+    """The LSTM's forward step adds the recurrent term into its input projection's slot,
+    activates the gates in place, writes c' and h' into their sequences (no per-step copy,
+    and the output is a view of h's sequence); the backward writes the gate gradients into
+    the spent activations' slots. The only [T, B, ...] arrays: the gate array (one spare
+    slot), the states' [T+1] sequences, tanh(c') and the input gradient."""
+    src = gl.compile(gl.zoo.get("lstm")).source
+    forward = _loop_body(src, "def forward(")
+    assert "f_i_o_g_sum_ = f_i_o_g_sum[t]" in forward
+    assert "f_i_o_g_sum_ += h @ W_f_i_o_g_h.T" in forward
+    assert "_sigmoid(f_i_o_act, out=f_i_o_act)" in forward
+    assert "c_new = c_seq[t + 1]" in forward and "h_new = h_seq[t + 1]" in forward
+    assert not any(line.endswith("= h") or line.endswith("= c") for line in forward)
+    assert 'return {"h": h_seq[1:]}' in src
+    backward = _loop_body(src, "def backward(")
+    assert "d_f_i_o_g_cat = f_i_o_g_seq[t + 1]" in backward
+    assert src.count("np.empty((T") == 4
+    assert "np.empty((T + 1, B, 4*n), dtype)" in src

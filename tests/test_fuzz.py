@@ -146,7 +146,7 @@ def _run_and_compare(cell: gl.Cell) -> bool:
     four steps; there central differences are ruled by rounding or by the curvature, and
     check_grads would not see a NaN)."""
     problem = random_problem(cell, default_sizes(cell), T=4, B=3, seed=0)   # as check_grads
-    finite = True
+    finite, both = True, []
     with np.errstate(all="ignore"):
         expected, expected_state = run_sequence(cell, *problem[:3])
         for optimize in (False, True):
@@ -156,10 +156,24 @@ def _run_and_compare(cell: gl.Cell) -> bool:
             assert set(grads) == set(cell.params) | set(cell.inputs) | set(cell.states)
             _assert_close(ys, expected)
             _assert_close(state_T, expected_state)
+            _pullback_twice(prog, problem, grads)
+            both.append(grads)
             values = list(ys.values()) + list(state_T.values())
             finite = finite and all(np.isfinite(g).all() for g in grads.values()) and \
                 all(np.abs(v).max(initial=0) < 1e3 for v in values)
+        _assert_close(both[1], both[0])          # optimised (in place, shared slots) == plain
     return finite
+
+
+def _pullback_twice(prog, problem, grads: dict) -> None:
+    """A vjp's pullback gives the backward's gradients each time it is called (the second
+    call finds its tape consumed), and leaves the outputs and final states it returned alone."""
+    ys, state_T, pullback = prog.vjp(*problem[:3])
+    kept = [{k: v.copy() for k, v in group.items()} for group in (ys, state_T)]
+    for _ in range(2):
+        _assert_close(pullback(*problem[3:]), grads)
+    _assert_close(ys, kept[0])
+    _assert_close(state_T, kept[1])
 
 
 def _assert_close(got: dict, want: dict) -> None:

@@ -2,7 +2,9 @@
 |1e4|, in float32 and float64; float32 close to float64 on the zoo.
 
 Every check runs under `np.errstate(all="raise")`, so any overflow, invalid operation,
-division by zero or underflow is an exception. Values are drawn from [-1e4, 1e4] together
+division by zero or underflow is an exception; the one exception is tanh's slope `1 - y**2`,
+whose square underflows for |y| below 1e-19 (float32) and is then exactly 0 (the answer, 1,
+is exact). Values are drawn from [-1e4, 1e4] together
 with the extremes and the thresholds where `exp` overflows or underflows (±88, ±710) and
 tiny normal numbers (±1e-30); subnormal inputs are not used (producing one is itself an
 underflow).
@@ -61,14 +63,15 @@ def test_builtin_nonlinearity_and_derivative_raise_nothing(name, dtype, optimize
     prog = gl.compile(cell, optimize=optimize)
     x = _grid(dtype)
     ones = np.ones_like(x)
-    with np.errstate(all="raise"):
+    with np.errstate(all="raise", under="ignore" if name == "tanh" else "raise"):
         y = prog.forward({}, x)[0]["y"]
         dx = prog.backward({}, x, None, {"y": ones})["x"]
     value, slope = _exact(name, x)
     tiny, eps = np.finfo(dtype).tiny, np.finfo(dtype).eps
+    # a slope computed from the rounded output (1 - y**2, y*(1 - y)) is off by a few eps
     for got, want in ((y, value), (dx, slope)):
         assert got.dtype == dtype
-        assert np.all(np.abs(got - want) <= 4 * eps * np.abs(want) + eps), name
+        assert np.all(np.abs(got - want) <= 4 * eps * np.abs(want) + 2 * eps), name
 
 
 def test_softplus_helper_is_stable_and_accurate():

@@ -38,6 +38,7 @@ class Emitter:
     env: dict[Node, tuple[str, int]] = field(default_factory=dict)
     _lead: int = 1
     _given: dict[Node, str] = field(default_factory=dict)
+    _views: dict[str, tuple] = field(default_factory=dict)   # slice code -> (array, offset)
 
     # -- names ---------------------------------------------------------------------------
     def base_name(self, node: Node) -> str:
@@ -102,10 +103,11 @@ class Emitter:
 
     def block(self, nodes: Iterable[Node], indent: str, lead: int, keep: set[Node],
               names: dict[Node, str] | None = None,
-              dests: dict[Node, str] | None = None) -> list[str]:
+              dests: dict[Node, str | Node] | None = None) -> list[str]:
         """Statements computing `nodes` (in order). Nodes in `keep` are always named
-        (`names` may fix their identifiers); nodes in `dests` are computed into the given
-        array (a slot of a preallocated buffer); the rest are inlined into a single user."""
+        (`names` may fix their identifiers); a node in `dests` is computed into the array
+        given there: a slot of a preallocated buffer (code), or the storage of one of its
+        operands (a Node: updated in place). The rest are inlined into a single user."""
         nodes = [n for n in nodes if n not in self.env]
         # forward equations always get their names; a backward cotangent used once is
         # written straight into its user (its buffer slot, when it has one)
@@ -125,13 +127,30 @@ class Emitter:
             depth[node] = 0
             lines += self._comment(node, indent, bool(lines))
             ident = names.get(node) or self.name(node)
-            if node in dests:
-                lines.append(f"{indent}{ident} = {dests[node]}")
+            dest = dests.get(node)
+            if isinstance(dest, Node):                    # in place, over an operand's array
+                lines.append(f"{indent}{ident} = {self.expr(dest)[0]}")
+                self.env[dest] = (ident, ATOM)
                 lines += self.into(node, ident, indent)
+            elif dest is not None:
+                lines.append(f"{indent}{ident} = {dest}")
+                lines += self.into(node, ident, indent)
+            elif lead == 2 and self._builds_on_first(node):
+                lines.append(f"{indent}{ident} = {self.expr(node.src[0])[0]}")
+                lines += [self._update(node, ident, s, indent) for s in node.src[1:]]
             else:
                 lines.append(f"{indent}{ident} = {self.expr(node)[0]}")
             self.env[node] = (ident, ATOM)
         return lines
+
+    def _builds_on_first(self, node: Node) -> bool:
+        """An all-steps sum or product whose first operand is a new array of the full shape
+        (an input projection `_dot(x, W.T)`): add the rest to it in place, no second array."""
+        if node.op not in (Op.SUM, Op.GATE):
+            return False
+        first = node.src[0]
+        return first not in self.env and first.op in (Op.MATMUL, Op.SUM, Op.GATE) and \
+            first.batched == node.batched and self.shape(first) == self.shape(node)
 
     def _comment(self, node: Node, indent: str, after_code: bool) -> list[str]:
         """The equation(s) a statement implements, quoted once per block."""
@@ -146,10 +165,15 @@ class Emitter:
     def into(self, node: Node, dest: str, indent: str) -> list[str]:
         """Statements computing `node` into the existing array `dest`, without temporaries
         where NumPy allows: `out=` for ufuncs and matmul, parts of a concat written into
-        slices of `dest`, a single-use first operand built in place and then updated."""
+        slices of `dest`, an operand already in `dest` (or a single-use first operand built
+        there) updated in place."""
         op, src = node.op, node.src
         if op is Op.CONCAT:
             return self._into_parts(node, dest, indent)
+        if op in (Op.GATE, Op.SUM):
+            there = next((k for k, s in enumerate(src) if self.expr(s)[0] == dest), None)
+            if there is not None:                           # `dest += rest`
+                return [self._update(node, dest, s, indent) for k, s in enumerate(src) if k != there]
         if op in (Op.GATE, Op.SUM) and self._buildable(src[0], node):
             lines = self.into(src[0], dest, indent)
             return lines + [self._update(node, dest, s, indent) for s in src[1:]]
@@ -160,6 +184,9 @@ class Emitter:
             return [first] + [self._update(node, dest, s, indent) for s in src[2:]]
         if op is Op.MATMUL and len(self.shape(src[0])) == 2:
             matrix = self.expr(src[0])[0] + ("" if node.arg else ".T")
+            if self.lead(src[1]) > 1:
+                self.helpers.add("_dot")
+                return [f"{indent}_dot({self.expr(src[1])[0]}, {matrix}, out={dest})"]
             return [f"{indent}np.matmul({self.expr(src[1])[0]}, {matrix}, out={dest})"]
         if op is Op.NONLIN and node.arg.name in ("tanh", "sigmoid"):
             fn = "np.tanh" if node.arg.name == "tanh" else "_sigmoid"
@@ -171,7 +198,8 @@ class Emitter:
         """An inlined, batched operand that can be computed straight into the user's array."""
         inlined = operand not in self.env
         return inlined and operand.batched and user.batched and \
-            operand.op in (Op.CONCAT, Op.GATE, Op.SUM) and self.shape(operand) == self.shape(user)
+            operand.op in (Op.CONCAT, Op.GATE, Op.SUM, Op.MATMUL) and \
+            self.shape(operand) == self.shape(user)
 
     def _update(self, node: Node, dest: str, operand: Node, indent: str) -> str:
         """`dest *= b` for a gate, `dest += b` (or `-= b`) for a sum."""
@@ -183,15 +211,20 @@ class Emitter:
         return f"{indent}{dest} += {self.expr(operand)[0]}"
 
     def _into_parts(self, node: Node, dest: str, indent: str) -> list[str]:
+        """Each part of a concat computed into its slice of `dest` (a slice of a slice is
+        written as one: `d[..., :n]`, not `d[..., :3*n][..., :n]`)."""
         axis, lines = node.arg, []
         rank = len(self.shape(node))
-        offset = sympy.Integer(0)
+        composed = axis == rank - 1 and dest in self._views
+        base, offset = self._views[dest] if composed else (dest, sympy.Integer(0))
         for part in node.src:
             width = self.shape(part)[axis]
             hi = sympy.expand(offset + width)
             index = ["...", f"{'' if offset == 0 else self.dim(offset)}:{self.dim(hi)}"]
             index += [":"] * (rank - 1 - axis)
-            target = f"{dest}[{', '.join(index)}]"
+            target = f"{base}[{', '.join(index)}]"
+            if axis == rank - 1:
+                self._views[target] = (base, offset)
             if part in self.env:
                 lines.append(f"{indent}{target} = {self.env[part][0]}")
             else:

@@ -23,7 +23,10 @@ import sympy
 from ..autodiff import grad_name, vjp
 from ..ir import Function, Node, Op
 from ..shapes import show
+from .. import ops
+from .printer import ATOM
 from .emit import Emitter
+from .layout import Location, Sequence, plan_layout
 from .naming import Namer
 from .runtime import HELPERS, VALIDATION
 
@@ -98,6 +101,10 @@ class Plan:
                     if n not in fwd_nodes and (n.op is Op.ZEROS or not n.op.is_leaf)]
         self.loop_b = [n for n in backward if n in recurrent or not self.optimize]
         self.post_b = [n for n in backward if n not in set(self.loop_b)]
+        # backward loop values (and carried state cotangents) read after the loop: kept per step
+        seeds = {self.seeds[s.arg + "'"] for s in self.fwd.leaves_of(Op.STATE)}
+        kept = set(self.loop_b) | seeds
+        self.post_store = in_order({s for n in self.post_b for s in n.src if s in kept}, self.bwd)
 
     def _plan_memory(self) -> None:
         """Which forward loop values to store per step (optimised: the expensive ones the
@@ -108,6 +115,8 @@ class Plan:
         reads = lambda region: [s for n in region for s in n.src if s in loop_f]  # noqa: E731
         self.stored: set[Node] = set()
         if self.optimize:
+            results = dict(self.fwd.results)
+            self.kept_free = {results[s.arg + "'"] for s in self.fwd.leaves_of(Op.STATE)}
             stored = self._frontier(reads(self.loop_b + self.post_b), loop_f)
             # a slice of a stored array is a free view: store the array, not the slice too
             self.stored = {n for n in stored if not (n.op is Op.SLICE and n.src[0] in stored)}
@@ -119,7 +128,8 @@ class Plan:
 
     def _frontier(self, roots: list[Node], loop_f: set[Node]) -> set[Node]:
         """Walk back from what the backward reads; store an expensive value where the walk
-        meets it (and do not look behind it), recompute the cheap ones on the way."""
+        meets it (and do not look behind it), recompute the cheap ones on the way. A new
+        state costs nothing to keep: it is in the state's sequence already."""
         stored: set[Node] = set()
         seen: set[Node] = set()
         stack = list(roots)
@@ -128,7 +138,7 @@ class Plan:
             if node in seen or node not in loop_f:
                 continue
             seen.add(node)
-            if _is_expensive(node):
+            if _is_expensive(node) or node in self.kept_free:   # new states: kept anyway
                 stored.add(node)
             else:
                 stack.extend(node.src)
@@ -150,7 +160,18 @@ class ModuleWriter:
         self.texts = step.meta.get("text", {})
         self.helpers: set[str] = set()
         self.plan = Plan(step, optimize)
-        self.tape_keys: dict[Node, str] = {}
+        self.layout = plan_layout(self.plan, dict(step.results), list(cell.outputs),
+                                  list(step.leaves_of(Op.STATE)), backward)
+        self.seq_name: dict[Sequence, str] = {}     # each sequence's name (and tape key)
+        self.tape_arrays: dict[Node, str] = {}      # before-loop arrays on the tape
+
+    def seq_base(self, seq: Sequence, em: Emitter) -> str:
+        """What a sequence (and its slot at step t) is called: the stored value filling it,
+        else the equations its root comes from (`f_i_o_g` for the LSTM's gate array)."""
+        whole = self.layout.whole(seq)
+        if whole is not None:
+            return em.base_name(whole)
+        return self.step.labels.get(seq.root) or em.base_name(seq.root)
 
     def fresh_namer(self) -> Namer:
         """Each generated function names its locals afresh (leaves and sizes are shared)."""
@@ -382,38 +403,36 @@ class ModuleWriter:
         lines += self.bind_params(em, fn, {s for n in fn.nodes() for s in n.src} | set(outs))
         taped = plan.taped if self.with_backward else set()
         lines += self.before_loop(em, set(outs + updates) | taped)
-        for s in states:
-            lines.append(f'{I1}{self.leaf_names[s]} = state0["{s.arg}"]')
-            em.bind(s, self.leaf_names[s])
-        ys = {o: self.namer.name(f"ys_{o}") for o in c.outputs}
-        lines += [f"{I1}{ys[o]} = np.empty({self.shape_text(n, fn)}, dtype)" for o, n in zip(c.outputs, outs)]
-        seqs = self.tape_sequences(em) if self.with_backward else []
-        lines += [f"{I1}{name} = np.empty({shape}, dtype)" for name, shape, _ in seqs]
+        lines += self.start_states(em, states)
+        ys, dests = self.output_arrays(em, outs)
+        lines += [f"{I1}{name} = np.empty({shape}, dtype)" for name, shape in ys.pop(None)]
+        dests.update(self.loop_sequences(em, lines))
         lines.append(f"{I1}for t in range(T):")
         body = self.loop_inputs(em, fn, plan.loop, I2)
         self.index_pre(em)
-        body += [f"{I2}{name}[t] = {self.leaf_names[node]}" for name, _, node in seqs
-                 if node.op is Op.STATE]
-        dests = {node: f"{name}[t]" for name, _, node in seqs if node.op is not Op.STATE}
-        loop = set(plan.loop)
-        for o, node in zip(c.outputs, outs):
-            if node in loop and node not in dests and node not in updates_of_leaves(fn):
-                dests[node] = f"{ys[o]}[t]"
+        dests.update({node: operand for node, operand in self.layout.over.items()
+                      if node not in dests})
         body += em.block(plan.loop, I2, 1, keep=set(outs + updates), dests=dests)
         body += [f"{I2}{ys[o]}[t] = {em.expr(n)[0]}" for o, n in zip(c.outputs, outs)
-                 if dests.get(n) != f"{ys[o]}[t]"]
+                 if o in ys and dests.get(n) != f"{ys[o]}[t]"]
+        for s, node in zip(states, updates):
+            seq = self.layout.of_state.get(s)
+            if seq is not None and dests.get(node) != f"{self.seq_name[seq]}[t + 1]":
+                body.append(f"{I2}{self.seq_name[seq]}[t + 1] = {em.expr(node)[0]}")
         if states:
             body.append(f"{I2}{', '.join(self.leaf_names[s] for s in states)} = "
                         f"{', '.join(em.expr(n)[0] for n in updates)}")
         lines += body if any(line.strip() for line in body) else [f"{I2}pass"]
-        lines += self.record_tape(em, seqs) if self.with_backward else []
-        ys_text = ", ".join(f'"{o}": {ys[o]}' for o in c.outputs)
+        lines += self.record_tape(em) if self.with_backward else []
+        ys_text = ", ".join(f'"{o}": {ys[o]}' if o in ys else f'"{o}": {self.output_views[o]}'
+                            for o in c.outputs)
         st_text = ", ".join(f'"{s.arg}": {self.leaf_names[s]}' for s in states)
         lines.append(f"{I1}return {{{ys_text}}}, {{{st_text}}}")
         return "\n".join(lines) + "\n"
 
     def before_loop(self, em: Emitter, needed_later: set[Node]) -> list[str]:
-        """Values computed before the loop: once per call, then for all steps at once."""
+        """Values computed before the loop: once per call, then for all steps at once (an
+        all-steps array that hosts a backward value is made one slot longer, see layout)."""
         plan, fn, lines = self.plan, self.step, []
         loop = set(plan.loop)
         used_by = lambda region: {s for n in region for s in n.src}  # noqa: E731
@@ -429,9 +448,78 @@ class ModuleWriter:
                     em.bind(leaf, self.seq_names[leaf])
             keep = set(plan.pre) & (used_by(loop) | needed_later)
             lines += [f"{I1}# All steps at once: inputs and parameters, no state"]
-            lines += em.block(plan.pre, I1, 2, keep=keep)
+            dests = {}
+            for seq in self.layout.seqs:
+                if seq.kind == "pre" and seq.spare:
+                    name = self.seq_name[seq] = self.namer.name(self.seq_base(seq, em) + "_seq")
+                    lines.append(f"{I1}{name} = np.empty({self.shape_text(seq.root, fn, ('T + 1', 'B'))}, "
+                                 f"dtype)  # slot T: for the backward")
+                    dests[seq.root] = f"{name}[:T]"
+            lines += em.block(plan.pre, I1, 2, keep=keep, dests=dests)
+            for seq in self.layout.seqs:
+                if seq.kind == "pre" and not seq.spare:
+                    self.seq_name[seq] = em.env[seq.root][0]
             em.forget(fn.leaves_of(Op.INPUT))
         return lines
+
+    def start_states(self, em: Emitter, states) -> list[str]:
+        """Each state's starting value; a state with a sequence starts it at slot 0."""
+        lines = []
+        for s in states:
+            seq = self.layout.of_state.get(s)
+            if seq is None:
+                lines.append(f'{I1}{self.leaf_names[s]} = state0["{s.arg}"]')
+            else:
+                name = self.seq_name[seq] = self.seq_names[s]
+                lines += [f"{I1}{name} = np.empty({self.shape_text(s, self.step, ('T + 1', 'B'))}, dtype)",
+                          f'{I1}{name}[0] = state0["{s.arg}"]',
+                          f"{I1}{self.leaf_names[s]} = {name}[0]"]
+            em.bind(s, self.leaf_names[s])
+        return lines
+
+    def output_arrays(self, em: Emitter, outs: list[Node]):
+        """Each output's array: a view of a state's or stored value's sequence when it is
+        one, else a new [T, B, ...] array its step writes into. Returns ({output: name,
+        None: [(name, shape) to allocate]}, {node: its slot in the loop})."""
+        c, layout, fn = self.cell, self.layout, self.step
+        results = dict(fn.results)
+        state_of = {results[s.arg + "'"]: s for s in fn.leaves_of(Op.STATE) if s in layout.of_state}
+        ys, new, dests = {}, [], {}
+        self.output_views: dict[str, str] = {}
+        loop = set(self.plan.loop)
+        for o, node in zip(c.outputs, outs):
+            if node in state_of:
+                self.output_views[o] = f"{self.seq_name[layout.of_state[state_of[node]]]}[1:]"
+                continue
+            if node in layout.home and layout.home[node].visible:
+                seq = layout.home[node]
+                if seq not in self.seq_name:
+                    self.seq_name[seq] = self.namer.name(self.seq_base(seq, em) + "_seq")
+                self.output_views[o] = self.seq_name[seq]
+                continue
+            ys[o] = self.namer.name(f"ys_{o}")
+            new.append((ys[o], self.shape_text(node, fn)))
+            if node in loop and node not in dests and node not in updates_of_leaves(fn) \
+                    and node not in layout.home:
+                dests[node] = f"{ys[o]}[t]"
+        ys[None] = new
+        return ys, dests
+
+    def loop_sequences(self, em: Emitter, lines: list[str]) -> dict[Node, str]:
+        """Allocate the sequences loop values fill (stored values, and arrays stored values
+        live in); returns each such value's slot at step t."""
+        dests = {}
+        for node, seq in self.layout.home.items():
+            if seq.kind == "state":
+                dests[node] = f"{self.seq_name[seq]}[t + 1]"
+                continue
+            if seq not in self.seq_name:
+                self.seq_name[seq] = self.namer.name(self.seq_base(seq, em) + "_seq")
+            name = self.seq_name[seq]
+            lead = ("T + 1" if seq.spare else "T", "B")
+            lines.append(f"{I1}{name} = np.empty({self.shape_text(node, self.step, lead)}, dtype)")
+            dests[node] = f"{name}[t]"
+        return dests
 
     def index_pre(self, em: Emitter) -> None:
         """Inside the loop, an all-steps array is read at step t."""
@@ -444,28 +532,19 @@ class ModuleWriter:
             if node in em.env and em.env[node][0].endswith("[t]"):
                 em.bind(node, em.env[node][0][:-3])
 
-    def tape_sequences(self, em: Emitter) -> list[tuple[str, str, Node]]:
-        """(name, shape, node) of every per-step array the tape keeps: states, then stored."""
-        fn, out = self.step, []
-        for s in fn.leaves_of(Op.STATE):
-            out.append((self.seq_names[s], self.shape_text(s, fn), s))
-        for node in in_order(self.plan.stored, fn):
-            out.append((em.name(node, "_seq"), self.shape_text(node, fn), node))
-        return out
-
-    def record_tape(self, em: Emitter, seqs) -> list[str]:
-        """`tape.update(...)`: the per-step arrays and the before-loop arrays backward reads."""
-        items = [(name, name) for name, _, _ in seqs]
-        self.tape_keys = {node: name for name, _, node in seqs}
+    def record_tape(self, em: Emitter) -> list[str]:
+        """`tape.update(...)`: the sequences and the before-loop arrays backward reads."""
         self.unindex_pre(em)
+        items = [self.seq_name[seq] for seq in self.layout.seqs]
+        self.tape_arrays = {}
         for node in in_order(self.plan.taped, self.step):
             text = em.expr(node)[0]
-            if text.isidentifier():
-                items.append((text, text))
-                self.tape_keys[node] = text
+            if text.isidentifier() and text not in items:
+                items.append(text)
+                self.tape_arrays[node] = text
         if not items:
             return []
-        pairs = ", ".join(f'"{key}": {value}' for key, value in items)
+        pairs = ", ".join(f'"{key}": {key}' for key in items)
         return [f"{I1}if tape is not None:", f"{I2}tape.update({{{pairs}}})"]
 
     def loop_inputs(self, em: Emitter, fn: Function, region: list[Node], indent: str) -> list[str]:
@@ -499,10 +578,11 @@ class BackwardWriter:
         lines = ["def backward(params, xs, state0, dys, dstate_T=None, tape=None):",
                  f'{I1}"""Backprop through time: the gradient of sum(ys * dys) + sum(state_T * dstate_T)',
                  f"{I1}for every parameter, every input step and the initial state, as one dict.",
-                 f"{I1}`tape`: the dict a forward call with the same arguments filled (else one is made).\"\"\"",
+                 f"{I1}`tape`: the dict a forward call with the same arguments filled (else one is made);",
+                 f"{I1}backward empties it, reusing its arrays.\"\"\"",
                  f"{I1}xs, state0, dys, dstate_T, T, B, dtype, ({mw._sizes()}) = "
                  f"_prepare(params, xs, state0, dys, dstate_T, backward=True)",
-                 f"{I1}if tape is None:",
+                 f"{I1}if not tape:",
                  f"{I2}tape = {{}}",
                  f"{I2}forward(params, xs, state0, tape)"]
         lines += mw.bind_params(em, self.bwd, {s for n in self.bwd.nodes() for s in n.src})
@@ -515,13 +595,18 @@ class BackwardWriter:
         return "\n".join(lines) + "\n"
 
     def read_tape(self, em: Emitter) -> list[str]:
-        lines = []
-        for node, key in self.mw.tape_keys.items():
-            name = em.namer.name(key)
-            lines.append(f'{I1}{name} = tape["{key}"]')
-            em.bind(node, name)
-        self.tape_names = {node: em.env[node][0] for node in self.mw.tape_keys}
-        return lines
+        """Take the forward sweep's arrays off the tape (which is then empty: the backward
+        writes into some of them, so a tape serves one backward)."""
+        lines, self.seqs = [], {}
+        for seq, key in self.mw.seq_name.items():
+            self.seqs[seq] = em.namer.name(key)
+            lines.append(f'{I1}{self.seqs[seq]} = tape["{key}"]')
+        self.arrays = {}
+        for node, key in self.mw.tape_arrays.items():
+            self.arrays[node] = em.namer.name(key)
+            lines.append(f'{I1}{self.arrays[node]} = tape["{key}"]')
+            em.bind(node, self.arrays[node])
+        return lines + ([f"{I1}tape.clear()"] if lines else [])
 
     def grad_targets(self, em: Emitter) -> list[str]:
         """Name and initialise each gradient: accumulated in the loop, or made after it."""
@@ -545,23 +630,37 @@ class BackwardWriter:
                 self.accumulate.append((leaf, name))
         return lines
 
+    def kept_for_after(self, em: Emitter) -> list[str]:
+        """Where each backward value read after the loop is kept, step by step: a new
+        [T, B, ...] array, or slot t + 1 of a forward sequence it shares (see layout)."""
+        lines, self.slot, self.kept = [], {}, {}
+        for node in self.plan.post_store:
+            host = self.mw.layout.shared.get(node)
+            if host is not None:
+                self.slot[node] = f"{self.seqs[host]}[t + 1]"
+                self.kept[node] = em.name(node, "_seq")
+            else:
+                name = em.name(node, "_seq")
+                lines.append(f"{I1}{name} = np.empty({self.mw.shape_text(node, self.bwd)}, dtype)")
+                self.slot[node], self.kept[node] = f"{name}[t]", name
+        return lines
+
     def loop(self, em: Emitter) -> list[str]:
         mw, plan, fwd = self.mw, self.plan, self.fwd
         states = fwd.leaves_of(Op.STATE)
         self.carried = {s: em.name(self.seeds[s.arg + "'"]) for s in states}
         lines = [f'{I1}{self.carried[s]} = dstate_T["{s.arg}"]' for s in states]
         lines += self.grad_targets(em)
-        state_seeds = {self.seeds[s.arg + "'"] for s in states}
-        loop_set = set(plan.loop_b)
-        post_reads = {s for n in plan.post_b for s in n.src if s in loop_set or s in state_seeds}
-        self.post_store = {n: em.name(n, "_seq") for n in in_order(post_reads, self.bwd)}
-        lines += [f"{I1}{name} = np.empty({mw.shape_text(n, self.bwd)}, dtype)"
-                  for n, name in self.post_store.items()]
+        lines += self.kept_for_after(em)
+        dys = {o: em.namer.name(f"dys_{o}") for o in self.cell.outputs}
+        lines += [f'{I1}{dys[o]} = dys["{o}"]' for o in self.cell.outputs]
         lines += [f"{I1}# Backward through time", f"{I1}for t in range(T - 1, -1, -1):"]
-        self.bind_step(em)
+        for o in self.cell.outputs:
+            em.bind(self.seeds[o], f"{dys[o]}[t]")
         for s in states:
             em.bind(self.seeds[s.arg + "'"], self.carried[s])
         names = {}
+        loop_set = set(plan.loop_b)
         for leaf in fwd.leaves:
             node = self.results[grad_name(leaf.arg)]
             if node in loop_set and node not in names:
@@ -569,47 +668,82 @@ class BackwardWriter:
         region = plan.recompute + plan.loop_b
         body = mw.loop_inputs(em, fwd, region, I2)
         body += self.step_views(em, region)
-        dests = {n: f"{name}[t]" for n, name in self.post_store.items() if n in set(region)}
+        dests = {n: slot for n, slot in self.slot.items() if n in set(region)}
         body += em.block(region, I2, 1, keep=set(names) & set(region), names=names, dests=dests)
         for leaf, name in self.accumulate:
             expr = em.expr(self.results[grad_name(leaf.arg)])[0]
             body.append(f"{I2}{name} += {expr}" if leaf.op is Op.PARAM else f"{I2}{name}[t] = {expr}")
-        body += [f"{I2}{name}[t] = {em.expr(n)[0]}" for n, name in self.post_store.items()
-                 if n not in dests]
+        body += [f"{I2}{slot} = {em.expr(n)[0]}" for n, slot in self.slot.items() if n not in dests]
         if states:
             body.append(f"{I2}{', '.join(self.carried[s] for s in states)} = "
                         f"{', '.join(em.expr(self.results[grad_name(s.arg)])[0] for s in states)}")
+        state_seeds = {self.seeds[s.arg + "'"] for s in states}
         em.forget(set(region) | state_seeds | set(fwd.leaves_of(Op.INPUT)))
         return lines + (body if body else [f"{I2}pass"])
 
     def step_views(self, em: Emitter, region: list[Node]) -> list[str]:
-        """Name this step's slice of every recorded array the loop reads, once."""
+        """Name, once per step, the forward values the loop reads at step t: states, stored
+        values (slices of their sequence's slot) and all-steps arrays."""
         used = {s for n in region for s in n.src}
-        lines = []
-        for node, name in self.tape_names.items():
-            per_step = node.op is Op.STATE or node in self.plan.stored or node in set(self.plan.pre)
-            if per_step and node in used:
+        lines, slots = [], {}
+        layout, fwd_em = self.mw.layout, self.mw.emitter(self.fwd)
+
+        def slot(seq: Sequence, offset: int, node: Node) -> str:
+            if (seq, offset) not in slots:
+                whole = seq.kind == "state" or self.mw.layout.whole(seq) is not None
+                base = em.base_name(node) if whole else self.mw.seq_base(seq, em)
+                local = em.namer.name(base)
+                index = "t" if offset == 0 else f"t + {offset}"
+                lines.append(f"{I2}{local} = {self.seqs[seq]}[{index}]")
+                slots[seq, offset] = local
+            return slots[seq, offset]
+
+        for s in self.fwd.leaves_of(Op.STATE):
+            if s in used:
+                em.bind(s, slot(layout.of_state[s], 0, s))
+        for node in in_order(used & set(layout.location), self.fwd):
+            loc = layout.location[node]
+            text = slot(loc.seq, loc.offset, node)
+            if loc.path:
+                text = self.sliced(fwd_em, text, loc.path)
+                local = em.namer.name(em.base_name(node))
+                lines.append(f"{I2}{local} = {text}")
+                text = local
+            em.bind(node, text)
+        for node, name in self.arrays.items():
+            if node in used and node in set(self.plan.pre):
                 local = em.namer.name(em.base_name(node))
                 lines.append(f"{I2}{local} = {name}[t]")
                 em.bind(node, local)
         return lines
 
-    def bind_step(self, em: Emitter) -> None:
-        """Forward values at step t: states, stored activations, all-steps arrays, seeds."""
-        for node, name in self.tape_names.items():
-            if node.op is Op.STATE or node in self.plan.stored or node in set(self.plan.pre):
-                em.bind(node, f"{name}[t]")
-        for o in self.cell.outputs:
-            em.bind(self.seeds[o], f'dys["{o}"][t]')
+    @staticmethod
+    def sliced(fwd_em: Emitter, text: str, path) -> str:
+        """`text` with the slices of a location's path applied."""
+        for part in path:
+            text = ops.CODE[Op.SLICE](part, [(text, ATOM)], fwd_em)[0]
+        return text
+
+    def after_views(self, em: Emitter) -> None:
+        """Forward values over all steps, for the code after the loop."""
+        layout, fwd_em = self.mw.layout, self.mw.emitter(self.fwd)
+        for s in self.fwd.leaves_of(Op.STATE):
+            em.bind(s, f"{self.seqs[layout.of_state[s]]}[:-1]")
+        for node, loc in layout.location.items():
+            name = self.seqs[loc.seq]
+            spare = loc.seq.spare or loc.seq.kind == "state"
+            base = f"{name}[1:]" if loc.offset else (f"{name}[:-1]" if spare else name)
+            em.bind(node, self.sliced(fwd_em, base, loc.path))
+        for node, name in self.arrays.items():
+            em.bind(node, name)
+        for node, text in self.kept.items():
+            em.bind(node, text)
 
     def after_loop(self, em: Emitter) -> list[str]:
         plan, fwd = self.plan, self.fwd
         if not plan.post_b:
             return []
-        for node, name in self.tape_names.items():
-            em.bind(node, name)
-        for node, name in self.post_store.items():
-            em.bind(node, name)
+        self.after_views(em)
         for leaf in fwd.leaves_of(Op.INPUT):
             em.bind(leaf, f'xs["{leaf.arg}"]')
         for o in self.cell.outputs:
@@ -625,5 +759,7 @@ class BackwardWriter:
             else:
                 targets[node] = self.grads[leaf.arg]
         lines = [f"{I1}# After the loop: all steps at once"]
+        lines += [f"{I1}{self.kept[n]} = {self.seqs[host]}[1:]  # step t's is in slot t + 1"
+                  for n, host in self.mw.layout.shared.items()]
         lines += em.block(plan.recompute_post + plan.post_b, I1, 2, keep=set(targets), names=targets)
         return lines + copies

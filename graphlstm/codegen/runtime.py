@@ -46,10 +46,11 @@ def _softplus(x):
     return np.maximum(x, 0) + np.where(small, 0, np.log1p(np.exp(np.where(small, 0, t))))
 ''',
     "_dot": '''
-def _dot(a, b):
+def _dot(a, b, out=None):
     """a @ b over every leading axis of a as one GEMM ([T, B, n] @ [n, m]); NumPy's stacked
-    matmul would make T smaller ones, several times slower."""
-    return (a.reshape(-1, a.shape[-1]) @ b).reshape(a.shape[:-1] + (b.shape[-1],))
+    matmul would make T smaller ones, several times slower. `out`: a contiguous array."""
+    flat = None if out is None else out.reshape(-1, b.shape[-1])
+    return np.matmul(a.reshape(-1, a.shape[-1]), b, out=flat).reshape(a.shape[:-1] + (b.shape[-1],))
 ''',
     "_flat": '''
 def _flat(a):

@@ -1,0 +1,242 @@
+"""Where the values of the time loops live: which arrays are made, which are reused in place.
+
+The generated loops allocate as little as NumPy allows. Three rules decide the storage:
+
+in place       A gate's pre-activation is added up in its all-steps slot, and an activation
+               overwrites the pre-activation it reads when nothing else reads it later:
+
+                   z = zx[t]                  (zx: the input projection of every step)
+                   z += h @ U.T               (no new array for the sum)
+                   _sigmoid(z, out=z)         (none for the activation either)
+
+               Activations the backward reads then live in the all-steps array itself.
+state slots    Each state has a [T+1] sequence (slot 0: the initial state, slot t+1: written by
+               step t), so a step writes its new state in place and the backward reads every
+               step's state from it; an output that is a state is a view of it, not a copy.
+shared slots   A backward value kept for after the loop (an LSTM's gate gradients, [T, B, 4n])
+               is written at step t into slot t+1 of a forward sequence of the same shape that
+               nothing reads after the loop: the backward runs from t = T-1 down, so slot t+1
+               was read for the last time one step before. Such sequences get one spare slot.
+               The backward thereby consumes its tape.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import sympy
+
+from ..ir import Node, Op
+
+#: Ops whose generated code makes a new array (so the array may be updated in place).
+FRESH = (Op.SUM, Op.GATE, Op.MATMUL, Op.CONCAT)
+
+
+@dataclass(eq=False)
+class Sequence:
+    """A [T, B, ...] array the forward sweep fills (and the tape keeps): a state's history, an
+    all-steps array (the hoisted input projection), or a loop value stored for the backward."""
+
+    root: Node                 # the node whose per-step value fills it
+    kind: str                  # "state", "pre" (computed before the loop) or "loop"
+    spare: bool = False        # one slot more: it hosts a backward value (shared slots)
+    visible: bool = False      # the caller sees it (an output is a view of it)
+    hosts: Node | None = None  # the backward value written into it
+
+    @property
+    def slots(self) -> str:
+        return "T + 1" if self.spare or self.kind == "state" else "T"
+
+
+@dataclass(frozen=True)
+class Location:
+    """A stored value at step t: `seq[t + offset]`, then the slices in `path`."""
+    seq: Sequence
+    offset: int = 0
+    path: tuple[Node, ...] = ()
+
+
+@dataclass
+class Layout:
+    """The storage plan of one module (see the module docstring)."""
+
+    over: dict[Node, Node] = field(default_factory=dict)           # value -> operand it overwrites
+    seqs: list[Sequence] = field(default_factory=list)
+    of_state: dict[Node, Sequence] = field(default_factory=dict)   # state leaf -> its sequence
+    home: dict[Node, Sequence] = field(default_factory=dict)       # loop value -> sequence it fills
+    location: dict[Node, Location] = field(default_factory=dict)   # stored value -> where it is
+    shared: dict[Node, Sequence] = field(default_factory=dict)     # backward value -> host
+
+    def whole(self, seq: Sequence) -> Node | None:
+        """The stored value filling a sequence's slots (what to call it after), if one does."""
+        for node, loc in self.location.items():
+            if loc.seq is seq and not loc.path and loc.offset == 0 and seq.kind != "state":
+                return node
+        return None
+
+
+def plan_layout(plan, results: dict[str, Node], outputs: list[str], states: list[Node],
+                with_backward: bool) -> Layout:
+    """The storage of a Plan's values (`plan` gives the regions, stored and taped sets).
+    Plain code (not optimised) only keeps the states' sequences, filled by assignment."""
+    out = Layout()
+    updates = {s: results[s.arg + "'"] for s in states}
+    outs = {results[o] for o in outputs}
+    loop = set(plan.loop)
+    for s in states:
+        if with_backward or updates[s] in outs:
+            seq = Sequence(s, "state", visible=updates[s] in outs)
+            out.seqs.append(seq)
+            out.of_state[s] = seq
+            update = updates[s]
+            if plan.optimize and update in loop and not update.op.is_leaf and update not in out.home:
+                out.home[update] = seq
+                if update in plan.stored:
+                    out.location[update] = Location(seq, 1)
+    if not plan.optimize:
+        return out
+    if not with_backward:
+        _plan_in_place(plan, out, loop, set(results.values()), set(results.values()))
+        return out
+    _plan_in_place(plan, out, loop, _pinned(plan, results), set(results.values()))
+    for node in _stored_order(plan):
+        if node in out.location:
+            continue
+        root, path = _root(out, node)
+        seq = _sequence_of(out, root, plan)
+        if seq is None:
+            seq = Sequence(node, "loop", visible=node in outs)
+            out.seqs.append(seq)
+            out.home[node] = seq
+            root, path = node, ()
+        out.location[node] = Location(seq, 0, path)
+    _share_slots(plan, out)
+    return out
+
+
+def _pinned(plan, results: dict[str, Node]) -> set[Node]:
+    """Forward values whose storage must stay intact once computed: the results and what the
+    backward reads from the forward sweep (stored per step, or taped before the loop); what
+    it recomputes, it computes afresh."""
+    return set(results.values()) | set(plan.taped) | set(plan.stored)
+
+
+def _readers(plan) -> Counter:
+    """How many times each forward value is read by forward nodes."""
+    return Counter(s for n in plan.fwd.nodes() for s in n.src)
+
+
+def _plan_in_place(plan, out: Layout, loop: set[Node], pinned: set[Node], fixed: set[Node]
+                   ) -> None:
+    """Values computed over the storage of an operand nothing else reads afterwards."""
+    readers = _readers(plan)
+    users: dict[Node, list[Node]] = {}
+    for n in plan.fwd.nodes():
+        for s in n.src:
+            users.setdefault(s, []).append(n)
+    pre = set(plan.pre)
+    for node in plan.loop:
+        if node in out.home or node in fixed:        # results are computed into their arrays
+            continue
+        if node.op in (Op.SUM, Op.GATE):
+            target = next((s for s in node.src if s in pre and _dead_after(s, readers, pinned)
+                           and s.op in FRESH and plan.fwd.shapes[s] == plan.fwd.shapes[node]
+                           and s.batched == node.batched), None)
+            if target is not None:
+                out.over[node] = target
+        elif node.op is Op.NONLIN and _computes_array(node):
+            operand = node.src[0]
+            if operand in loop and _dead_after(operand, readers, pinned) and \
+                    _owned(operand, out, users, readers, pinned):
+                out.over[node] = operand
+
+
+def _dead_after(node: Node, readers: Counter, pinned: set[Node]) -> bool:
+    """Read exactly once, by the forward, and never needed again."""
+    return readers[node] == 1 and node not in pinned
+
+
+def _computes_array(node: Node) -> bool:
+    """A nonlinearity whose code makes a new array from its operand (not `u` itself, not a
+    constant)."""
+    from ..nonlin import U
+    expr = node.arg.expr
+    return expr != U and U in expr.free_symbols
+
+
+def _owned(node: Node, out: Layout, users, readers: Counter, pinned: set[Node]) -> bool:
+    """Storage the loop made itself (a fresh array, or a slice of one whose other readers are
+    disjoint slices), so overwriting it touches nobody else's array."""
+    if node in out.over or node.op in FRESH or \
+            (node.op is Op.NONLIN and node.arg.name != "identity" and _computes_array(node)):
+        return True
+    if node.op is not Op.SLICE:
+        return False
+    base = node.src[0]
+    if base in pinned or not _owned(base, out, users, readers, pinned):
+        return False
+    axis, lo, hi = node.arg
+    for other in users.get(base, []):
+        if other is node:
+            continue
+        if other.op is not Op.SLICE or other.arg[0] != axis or not _disjoint(other.arg, node.arg):
+            return False
+    return readers[base] == len(users[base])
+
+
+def _disjoint(a, b) -> bool:
+    """Two slices [lo, hi) that provably do not overlap (sizes are positive symbols)."""
+    (_, lo1, hi1), (_, lo2, hi2) = a, b
+    return bool((sympy.sympify(hi1) - lo2).is_nonpositive) or \
+        bool((sympy.sympify(hi2) - lo1).is_nonpositive)
+
+
+def _root(out: Layout, node: Node) -> tuple[Node, tuple[Node, ...]]:
+    """The value whose storage `node` ends up in, and the slices from it to `node`."""
+    path: list[Node] = []
+    while node in out.over:
+        node = out.over[node]
+        while node.op is Op.SLICE:            # a slice's storage is its base's
+            path.append(node)
+            node = node.src[0]
+    return node, tuple(reversed(path))
+
+
+def _sequence_of(out: Layout, root: Node, plan) -> Sequence | None:
+    """The sequence holding `root` per step (made when root is an all-steps array or a loop
+    value others overwrite); None when `root` is the stored value itself."""
+    for seq in out.seqs:
+        if seq.root is root:
+            return seq
+    if root in set(plan.pre):
+        seq = Sequence(root, "pre")
+    elif root not in plan.stored:
+        seq = Sequence(root, "loop")
+        out.home[root] = seq
+    else:
+        return None
+    out.seqs.append(seq)
+    return seq
+
+
+def _stored_order(plan) -> list[Node]:
+    order = {n: i for i, n in enumerate(plan.fwd.nodes())}
+    return sorted(plan.stored, key=lambda n: order[n])
+
+
+def _share_slots(plan, out: Layout) -> None:
+    """Give each backward value kept for after the loop a forward sequence to live in."""
+    after = {s for n in plan.post_b + plan.recompute_post for s in n.src}
+    after |= set(plan.recompute_post)
+    busy = {loc.seq for node, loc in out.location.items() if node in after}
+    busy |= {seq for seq in out.seqs if seq.root in after}
+    for node in plan.post_store:
+        shape = plan.bwd.shapes[node]
+        for seq in out.seqs:
+            if seq.kind == "state" or seq.visible or seq.hosts is not None or seq in busy:
+                continue
+            if plan.fwd.shapes[seq.root] == shape and seq.root.batched and node.batched:
+                seq.spare, seq.hosts = True, node
+                out.shared[node] = seq
+                break
+

@@ -233,43 +233,54 @@ def contenders_for(cell_name: str, cfg: Config, dtype: str) -> list[Contender]:
 def measure(contenders: list[Contender], min_repeats: int, budget_s: float) -> list[list[float]]:
     """Interleaved timing: warm-up rounds, then rounds that each run every contender once.
 
-    Within a round the NumPy contenders run together and the torch ones together (the start
-    rotates from round to round), with a pause at each switch: see `_round`. Runs at least
-    `min_repeats` rounds, more (up to MAX_ROUNDS) while their run time fits in `budget_s`.
-    Returns the seconds of every run, per contender, in the order given."""
-    order = sorted(range(len(contenders)), key=lambda k: POOL[contenders[k].key])
-    schedule = [contenders[k] for k in order]
+    Within a round the NumPy contenders run together and the torch ones together, with a
+    pause at each switch (see `_round`). From round to round both the group that starts and
+    the order inside each group rotate, so every contender is as often the first one after
+    a pause (which runs on a cold core). Runs at least `min_repeats` rounds, more (up to
+    MAX_ROUNDS) while their run time fits in `budget_s`. Returns the seconds of every run,
+    per contender, in the order given."""
+    pools = sorted({POOL[c.key] for c in contenders})
+    groups = [[k for k in range(len(contenders)) if POOL[contenders[k].key] == p] for p in pools]
     pool = ""
+    warm: list[float] = []
     for shift in range(WARMUP_ROUNDS):
-        warm, pool = _round(schedule, shift, pool)
+        warm, pool = _round(contenders, _order(groups, shift), pool)
     rounds = max(min_repeats, min(MAX_ROUNDS, math.ceil(budget_s / max(sum(warm), 1e-9))))
     times: list[list[float]] = [[] for _ in contenders]
     for shift in range(rounds):
-        seconds, pool = _round(schedule, shift, pool)
-        for k, s in zip(order, seconds):
+        seconds, pool = _round(contenders, _order(groups, shift), pool)
+        for k, s in enumerate(seconds):
             times[k].append(s)
     return times
 
 
-def _round(schedule: list[Contender], shift: int, pool: str) -> tuple[list[float], str]:
-    """Run each contender once, starting at index `shift`: (seconds per contender, last pool).
+def _order(groups: list[list[int]], shift: int) -> list[int]:
+    """Round `shift`'s running order: the groups rotated every round, each group's members
+    every len(groups) rounds (so that each member also leads when its group follows a switch)."""
+    turn = shift // len(groups)
+    turned = [g[turn % len(g):] + g[:turn % len(g)] for g in groups]
+    first = shift % len(turned)
+    return [k for g in turned[first:] + turned[:first] for k in g]
+
+
+def _round(contenders: list[Contender], order: list[int], pool: str) -> tuple[list[float], str]:
+    """Run each contender once, in `order`: (seconds per contender, the last pool).
 
     Before a contender whose thread pool (NumPy's BLAS or torch's OpenMP) differs from the
     previous one's, sleep SWITCH_PAUSE_S: worker threads keep spinning for a while after their
     library's last call (OpenBLAS ~2^28 cycles, libgomp its spin count), and on two cores a
     spinning pool slows the other library's next run by up to 10x. The garbage collector runs
     before the round and is off during it."""
-    seconds = [0.0] * len(schedule)
+    seconds = [0.0] * len(contenders)
     gc.collect()
     gc.disable()
     try:
-        for j in range(len(schedule)):
-            k = (j + shift) % len(schedule)
-            if POOL[schedule[k].key] != pool:
+        for k in order:
+            if POOL[contenders[k].key] != pool:
                 time.sleep(SWITCH_PAUSE_S)
-                pool = POOL[schedule[k].key]
+                pool = POOL[contenders[k].key]
             start = time.perf_counter()
-            schedule[k].run()
+            contenders[k].run()
             seconds[k] = time.perf_counter() - start
     finally:
         gc.enable()

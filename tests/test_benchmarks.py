@@ -153,3 +153,20 @@ def test_peak_memory_runs_in_a_fresh_process():
     found = bench_rnn.peak_memory("numpy", bench_rnn.CONFIGS["small"], "float64")
     assert found["label"] == "numpy hand-fused"
     assert found["rss_mb"] >= 0 and found["traced_mb"] > 0
+
+
+def test_every_contender_is_as_often_first_after_a_pause():
+    """The contender that runs first after a switch of thread pools runs on a cold core; the
+    running order rotates so that no contender is always that one."""
+    pools = ["numpy", "numpy", "numpy", "torch", "torch"]
+    groups = [[0, 1, 2], [3, 4]]
+    first_after_switch = []
+    previous = None
+    for shift in range(12):
+        for k in bench_rnn._order(groups, shift):
+            if pools[k] != previous:
+                first_after_switch.append(k)
+                previous = pools[k]
+    counts = [first_after_switch.count(k) for k in range(5)]
+    assert sorted(set(first_after_switch)) == [0, 1, 2, 3, 4]
+    assert max(counts[:3]) - min(counts[:3]) <= 1 and max(counts[3:]) - min(counts[3:]) <= 1

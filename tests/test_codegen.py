@@ -183,8 +183,8 @@ def test_lstm_loops_update_in_place_and_copy_no_state():
     src = gl.compile(gl.zoo.get("lstm")).source
     forward = _loop_body(src, "def forward(")
     assert "f_i_o_g_sum_ = f_i_o_g_sum[t]" in forward
-    assert "f_i_o_g_sum_ += h @ W_f_i_o_g_h.T" in forward
-    assert "_sigmoid(f_i_o_act, out=f_i_o_act)" in forward
+    assert "f_i_o_g_sum_ += np.dot(h, W_f_i_o_g_h.T)" in forward
+    assert "_sigmoid(f_i_o_act, half, out=f_i_o_act)" in forward
     assert "c_new = c_seq[t + 1]" in forward and "h_new = h_seq[t + 1]" in forward
     assert not any(line.endswith("= h") or line.endswith("= c") for line in forward)
     assert 'return {"h": h_seq[1:]}' in src

@@ -39,6 +39,23 @@ class Emitter:
     _lead: int = 1
     _given: dict[Node, str] = field(default_factory=dict)
     _views: dict[str, tuple] = field(default_factory=dict)   # slice code -> (array, offset)
+    constants: dict[str, tuple[str, str]] = field(default_factory=dict)  # number -> (name, literal)
+
+    def __post_init__(self) -> None:
+        self.printer.constant = self.constant
+
+    # -- constants -----------------------------------------------------------------------
+    def constant(self, value: sympy.Number) -> str:
+        """The name of a 0-d array holding a number in the run's dtype (see printer.py)."""
+        key = str(value)
+        if key not in self.constants:
+            literal = Printer()._print(value)
+            self.constants[key] = (self.namer.name(_constant_name(value, literal)), literal)
+        return self.constants[key][0]
+
+    def constant_lines(self, indent: str) -> list[str]:
+        """The definitions of the constants the code used, for the top of the function."""
+        return [f"{indent}{name} = np.array({literal}, dtype)" for name, literal in self.constants.values()]
 
     # -- names ---------------------------------------------------------------------------
     def base_name(self, node: Node) -> str:
@@ -188,10 +205,12 @@ class Emitter:
                 self.helpers.add("_dot")
                 return [f"{indent}_dot({self.expr(src[1])[0]}, {matrix}, out={dest})"]
             return [f"{indent}np.matmul({self.expr(src[1])[0]}, {matrix}, out={dest})"]
-        if op is Op.NONLIN and node.arg.name in ("tanh", "sigmoid"):
-            fn = "np.tanh" if node.arg.name == "tanh" else "_sigmoid"
-            self.helpers.add("_sigmoid") if fn == "_sigmoid" else None
-            return [f"{indent}{fn}({self.expr(src[0])[0]}, out={dest})"]
+        if op is Op.NONLIN and node.arg.name == "tanh":
+            return [f"{indent}np.tanh({self.expr(src[0])[0]}, out={dest})"]
+        if op is Op.NONLIN and node.arg.name == "sigmoid":
+            self.helpers.add("_sigmoid")
+            half = self.printer.half_arg()
+            return [f"{indent}_sigmoid({self.expr(src[0])[0]}{half}, out={dest})"]
         return [f"{indent}{dest}[...] = {self.expr(node)[0]}"]
 
     def _buildable(self, operand: Node, user: Node) -> bool:
@@ -245,3 +264,12 @@ _ROLE = {
     Op.SLICE: "part", Op.OUTER: "outer", Op.BSUM: "bsum", Op.BCAST: "bcast", Op.ZEROS: "zeros",
     Op.INPUT: "in", Op.STATE: "state", Op.PARAM: "param",
 }
+
+
+_NAMED = {"1": "one", "2": "two", "3": "three", "1/2": "half", "0": "zero", "-1": "minus_one",
+          "-1/2": "minus_half", "-2": "minus_two"}
+
+
+def _constant_name(value: sympy.Number, literal: str) -> str:
+    """`one`, `half`, `two`, ...; other numbers `k_0_25` (from the literal)."""
+    return _NAMED.get(str(value)) or "k_" + literal.replace("-", "minus_")

@@ -3,9 +3,17 @@
 SymPy's default prints `1/(1 + exp(-x))` as `(1 + numpy.exp(-x))**(-1.0)`, which
 overflows and reads badly; here `sigmoid` prints as the helper `_sigmoid` (overflow-free),
 `softplus` as the helper `_softplus` (no overflow, no underflow), `Heaviside` as `np.heaviside`, `Max(u, 0)` as `np.maximum`,
-and powers as a person writes them. Constants stay Python scalars, so float32 stays float32.
+and powers as a person writes them.
+
+Numbers: with a `constant` callback (the NumPy code generator sets one) each number is
+printed as the name of a 0-d array of the run's dtype (`one - g**2`), made once per call:
+NumPy takes twice as long for `1 - g` as for `one - g` on a small array (a Python scalar is
+converted at every call), and the dtype is kept either way. Without one they stay Python
+scalars, which keep float32 float32 too. Exponents are always written as literals.
 """
 from __future__ import annotations
+
+from typing import Callable
 
 import sympy
 from sympy.printing.numpy import NumPyPrinter
@@ -23,13 +31,30 @@ class Printer(NumPyPrinter):
         super().__init__({"fully_qualified_modules": False, "inline": True,
                           "allow_unknown_functions": False})
         self.helpers: set[str] = set()
+        self.constant: Callable[[sympy.Number], str] | None = None   # number -> its name
+
+    def _number(self, expr, literal: str) -> str:
+        return self.constant(expr) if self.constant is not None else literal
+
+    def _print_Integer(self, expr) -> str:
+        return self._number(expr, str(expr.p))
+
+    def _print_Zero(self, expr) -> str:
+        return self._number(expr, "0")
+
+    def _print_Half(self, expr) -> str:
+        return self._number(expr, "0.5")
 
     def _module_format(self, fqn: str, register: bool = True) -> str:
         return "np." + fqn.split(".")[-1] if fqn.startswith("numpy.") else fqn
 
     def _print_sigmoid(self, expr) -> str:
         self.helpers.add("_sigmoid")
-        return f"_sigmoid({self._print(expr.args[0])})"
+        return f"_sigmoid({self._print(expr.args[0])}{self.half_arg()})"
+
+    def half_arg(self) -> str:
+        """`_sigmoid`'s second argument: the name of the constant 0.5, when numbers are named."""
+        return f", {self.constant(sympy.S.Half)}" if self.constant is not None else ""
 
     def _print_softplus(self, expr) -> str:
         self.helpers.add("_softplus")
@@ -70,20 +95,26 @@ class Printer(NumPyPrinter):
         if exp.is_Integer and exp < 0:
             inner = base if exp == -1 else base**(-exp)
             return f"1 / {self.parenthesize(inner, precedence(expr) + 1)}"
-        return f"{self.parenthesize(base, precedence(expr) + 1)}**{self.parenthesize(exp, precedence(expr) + 1)}"
+        constant, self.constant = self.constant, None          # exponents stay literals
+        try:
+            power = self.parenthesize(exp, precedence(expr) + 1)
+        finally:
+            self.constant = constant
+        return f"{self.parenthesize(base, precedence(expr) + 1)}**{power}"
 
     def _print_Rational(self, expr) -> str:
         if expr.q == 1:
-            return str(expr.p)
+            return self._number(expr, str(expr.p))
         q = expr.q
         while q % 2 == 0:
             q //= 2
         while q % 5 == 0:
             q //= 5
-        return repr(expr.p / expr.q) if q == 1 else f"{expr.p}/{expr.q}"
+        literal = repr(expr.p / expr.q) if q == 1 else f"{expr.p}/{expr.q}"
+        return self._number(expr, literal)
 
     def _print_Float(self, expr) -> str:
-        return repr(float(expr))
+        return self._number(expr, repr(float(expr)))
 
 
 def print_nonlinearity(printer: Printer, fn: Nonlinearity, operand: str, operand_prec: int

@@ -428,7 +428,7 @@ class ModuleWriter:
                             for o in c.outputs)
         st_text = ", ".join(f'"{s.arg}": {self.leaf_names[s]}' for s in states)
         lines.append(f"{I1}return {{{ys_text}}}, {{{st_text}}}")
-        return "\n".join(lines) + "\n"
+        return "\n".join(with_constants(lines, em)) + "\n"
 
     def before_loop(self, em: Emitter, needed_later: set[Node]) -> list[str]:
         """Values computed before the loop: once per call, then for all steps at once (an
@@ -557,6 +557,12 @@ class ModuleWriter:
         return lines
 
 
+def with_constants(lines: list[str], em: Emitter) -> list[str]:
+    """A function's lines with the constants its code names defined after `_prepare`."""
+    at = next(i for i, line in enumerate(lines) if "= _prepare(" in line) + 1
+    return lines[:at] + em.constant_lines(I1) + lines[at:]
+
+
 def updates_of_leaves(fn: Function) -> set[Node]:
     """Result nodes that are leaves (an output that is a state or an input)."""
     return {n for _, n in fn.results if n.op.is_leaf}
@@ -592,7 +598,7 @@ class BackwardWriter:
         grads = [f'"{l.arg}": {self.grads[l.arg]}' for l in self.fwd.leaves if l.op is not Op.STATE]
         grads += [f'"{s.arg}": {self.carried[s]}' for s in self.fwd.leaves_of(Op.STATE)]
         lines.append(f"{I1}return {{" + ", ".join(grads) + "}")
-        return "\n".join(lines) + "\n"
+        return "\n".join(with_constants(lines, em)) + "\n"
 
     def read_tape(self, em: Emitter) -> list[str]:
         """Take the forward sweep's arrays off the tape (which is then empty: the backward

@@ -29,12 +29,13 @@ def _conv_weights(g, x, kh, kw):
     return (np.moveaxis(g, -3, -1).reshape(-1, o).T @ cols).reshape(o, c, kh, kw)
 ''',
     "_sigmoid": '''
-def _sigmoid(x, out=None):
-    """The logistic function as 0.5 * tanh(x / 2) + 0.5: one transcendental, never overflows."""
-    y = np.multiply(x, 0.5, out=out)
+def _sigmoid(x, half=0.5, out=None):
+    """The logistic function as 0.5 * tanh(x / 2) + 0.5: one transcendental, never overflows.
+    `half`: 0.5 as a 0-d array of x's dtype (faster than a Python float on small arrays)."""
+    y = np.multiply(x, half, out=out)
     np.tanh(y, out=y)
-    y *= 0.5
-    y += 0.5
+    y *= half
+    y += half
     return y
 ''',
     "_softplus": '''

@@ -192,3 +192,21 @@ def test_lstm_loops_update_in_place_and_copy_no_state():
     assert "d_f_i_o_g_cat = f_i_o_g_seq[t + 1]" in backward
     assert src.count("np.empty((T") == 4
     assert "np.empty((T + 1, B, 4*n), dtype)" in src
+
+
+@pytest.mark.parametrize("name", ["mgu", "rnn", "gru", "lstm", "gru_torch"])
+def test_matrices_of_the_time_loop_are_contiguous(name):
+    """NumPy's dot on a strided matrix (a slice W[:, :n] of a parameter) is several times
+    slower: the generated code copies such slices once per call. The matrices it keeps on
+    the tape (the ones the loops multiply by) are all contiguous."""
+    import re
+    cell = gl.zoo.get(name)
+    params, xs, state0, _, _ = random_problem(cell, {"n_in": 3, "n": 4}, T=2, B=2)
+    prog = gl.compile(cell)
+    tape: dict = {}
+    prog.module.forward(params, xs, state0, tape)
+    multiplied = set(re.findall(r"np\.dot\([^,]+, (\w+)(?:\.T)?\)", prog.source))
+    assert multiplied
+    for key in multiplied:
+        value = tape.get(key, params.get(key))
+        assert value.flags.c_contiguous or value.flags.f_contiguous, key

@@ -40,6 +40,7 @@ class Emitter:
     _given: dict[Node, str] = field(default_factory=dict)
     _views: dict[str, tuple] = field(default_factory=dict)   # slice code -> (array, offset)
     constants: dict[str, tuple[str, str]] = field(default_factory=dict)  # number -> (name, literal)
+    contiguous: set[Node] = field(default_factory=set)   # matrices to copy to contiguous memory
 
     def __post_init__(self) -> None:
         self.printer.constant = self.constant
@@ -155,6 +156,8 @@ class Emitter:
             elif lead == 2 and self._builds_on_first(node):
                 lines.append(f"{indent}{ident} = {self.expr(node.src[0])[0]}")
                 lines += [self._update(node, ident, s, indent) for s in node.src[1:]]
+            elif node in self.contiguous:
+                lines.append(f"{indent}{ident} = np.ascontiguousarray({self.expr(node)[0]})")
             else:
                 lines.append(f"{indent}{ident} = {self.expr(node)[0]}")
             self.env[node] = (ident, ATOM)

@@ -390,6 +390,7 @@ class ModuleWriter:
         c, fn, plan = self.cell, self.step, self.plan
         self.fresh_namer()
         em = self.emitter(fn)
+        em.contiguous = step_matrices(plan.loop + plan.recompute + plan.loop_b)
         results = dict(fn.results)
         outs = [results[o] for o in c.outputs]
         updates = [results[s + "'"] for s in c.states]
@@ -555,6 +556,14 @@ class ModuleWriter:
                 lines.append(f'{indent}{self.leaf_names[leaf]} = xs["{leaf.arg}"][t]')
                 em.bind(leaf, self.leaf_names[leaf])
         return lines
+
+
+def step_matrices(region: list[Node]) -> set[Node]:
+    """Slices of parameters that a per-step matrix product multiplies by: made contiguous
+    once per call (they go on the tape so, for the backward too), as NumPy's `dot` on a
+    strided matrix is several times slower."""
+    return {n.src[0] for n in region if n.op is Op.MATMUL and n.src[0].op is Op.SLICE
+            and not n.src[0].batched}
 
 
 def with_constants(lines: list[str], em: Emitter) -> list[str]:

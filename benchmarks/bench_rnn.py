@@ -393,12 +393,42 @@ def numpy_threads() -> int:
     return max((i["num_threads"] for i in mine), default=os.cpu_count() or 1)
 
 
+def blas_kernels() -> str:
+    """Which kernels numpy's OpenBLAS runs (threadpoolctl's `architecture`), with a note when
+    they are AVX2 ones on a CPU that has AVX-512: OPENBLAS_CORETYPE (which some machines set,
+    ours to Haswell) or a CPU model OpenBLAS does not know can keep it from the AVX-512
+    kernels, which run float32 GEMMs about 2x faster. All NumPy contenders use the same."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return ""
+    arch = next((i.get("architecture") for i in threadpool_info()
+                 if i["user_api"] == "blas" and i.get("architecture")), None)
+    if arch is None:
+        return ""
+    pinned = os.environ.get("OPENBLAS_CORETYPE")
+    line = f"  numpy BLAS kernels: {arch}" + (f" (OPENBLAS_CORETYPE={pinned})" if pinned else "")
+    try:
+        avx512 = " avx512f " in Path("/proc/cpuinfo").read_text().replace("\n", " ")
+    except OSError:
+        avx512 = False
+    if avx512 and arch in ("Haswell", "Zen", "SandyBridge"):
+        line += ("  NOTE: AVX2 kernels on a CPU with AVX-512"
+                 + ("; unset OPENBLAS_CORETYPE for the AVX-512 ones" if pinned else
+                    "; OPENBLAS_CORETYPE=SkylakeX selects the AVX-512 ones")
+                 + " (see benchmarks/README.md)")
+    return line
+
+
 def print_header(threads: int) -> None:
     """Versions, threads and compile times, so a table can be read on its own."""
     blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]["name"]
     print(f"graphlstm {gl.__version__}{_git_revision()} · numpy {np.__version__} ({blas})"
           f" · torch {torch.__version__} · python {platform.python_version()}"
           f" · {threads} threads (numpy BLAS and torch) · {os.cpu_count()} CPUs")
+    kernels = blas_kernels()
+    if kernels:
+        print(kernels)
     for cell in CELLS:
         start = time.perf_counter()
         gl.compile(gl.zoo.get(cell))

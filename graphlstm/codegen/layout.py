@@ -95,11 +95,12 @@ def plan_layout(plan, results: dict[str, Node], outputs: list[str], states: list
                     out.location[update] = Location(seq, 1)
     if not plan.optimize:
         return out
+    fixed = set(results.values())
+    _plan_in_place(plan, out, loop, _pinned(plan, results) if with_backward else fixed, fixed)
     if not with_backward:
-        _plan_in_place(plan, out, loop, set(results.values()), set(results.values()))
         return out
-    _plan_in_place(plan, out, loop, _pinned(plan, results), set(results.values()))
-    for node in _stored_order(plan):
+    order = {n: i for i, n in enumerate(plan.fwd.nodes())}
+    for node in sorted(plan.stored, key=order.__getitem__):
         if node in out.location:
             continue
         root, path = _root(out, node)
@@ -217,11 +218,6 @@ def _sequence_of(out: Layout, root: Node, plan) -> Sequence | None:
         return None
     out.seqs.append(seq)
     return seq
-
-
-def _stored_order(plan) -> list[Node]:
-    order = {n: i for i, n in enumerate(plan.fwd.nodes())}
-    return sorted(plan.stored, key=lambda n: order[n])
 
 
 def _share_slots(plan, out: Layout) -> None:

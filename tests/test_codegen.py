@@ -210,3 +210,17 @@ def test_matrices_of_the_time_loop_are_contiguous(name):
     for key in multiplied:
         value = tape.get(key, params.get(key))
         assert value.flags.c_contiguous or value.flags.f_contiguous, key
+
+
+def test_weight_gradients_are_views_of_one_array_the_gemms_write_into():
+    """concat_slices: the LSTM's four weight gradients are rows of one [4n, n_in + n] array;
+    the input and recurrent weight GEMMs write its two column blocks with out=, no copy."""
+    src = gl.compile(gl.zoo.get("lstm")).source
+    after = src[src.index("# After the loop"):src.index("# Helpers")]
+    assert after.count("np.matmul(") == 2 and "out=d_f_i_o_g_outer[..., :n_in]" in after
+    assert "grad_W_f = d_f_i_o_g_outer[..., :n, :]" in after
+    assert "np.concatenate" not in after
+    cell = gl.zoo.get("lstm")
+    params, xs, state0, dys, dstate = random_problem(cell, {"n_in": 3, "n": 4}, T=3, B=2)
+    grads = gl.compile(cell).backward(params, xs, state0, dys, dstate)
+    assert all(np.shares_memory(grads["W_f"], grads[k]) for k in ("W_i", "W_o", "W_g"))

@@ -76,6 +76,8 @@ class Emitter:
             if all(n.isidentifier() and len(n) <= 12 for n in names):
                 return "_".join(names)
         label = self.fn.labels.get(node, "v")
+        if node.op is Op.CONCAT and all(s.op is Op.OUTER for s in node.src):
+            return f"{label}_outer"        # the weight gradients of several parts, side by side
         return f"{label}_{_ROLE[node.op]}"
 
     def _matrix_of(self) -> dict[Node, Node]:
@@ -153,6 +155,9 @@ class Emitter:
             elif dest is not None:
                 lines.append(f"{indent}{ident} = {dest}")
                 lines += self.into(node, ident, indent)
+            elif lead != 1 and self._built_in_parts(node):
+                lines.append(f"{indent}{ident} = np.empty({self._full_shape(node)}, dtype)")
+                lines += self._into_parts(node, ident, indent)
             elif lead == 2 and self._builds_on_first(node):
                 lines.append(f"{indent}{ident} = {self.expr(node.src[0])[0]}")
                 lines += [self._update(node, ident, s, indent) for s in node.src[1:]]
@@ -162,6 +167,16 @@ class Emitter:
                 lines.append(f"{indent}{ident} = {self.expr(node)[0]}")
             self.env[node] = (ident, ATOM)
         return lines
+
+    def _built_in_parts(self, node: Node) -> bool:
+        """A concat (outside the loop) of products computed for it alone: each part is
+        written into its slice of a new array, with no temporaries and no copy."""
+        return node.op is Op.CONCAT and all(
+            p not in self.env and p.op in (Op.OUTER, Op.MATMUL) and not p.arg for p in node.src)
+
+    def _full_shape(self, node: Node) -> str:
+        dims = (self.lead_dims(node) if node.batched else []) + [self.dim(d) for d in self.shape(node)]
+        return "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
 
     def _builds_on_first(self, node: Node) -> bool:
         """An all-steps sum or product whose first operand is a new array of the full shape
@@ -208,6 +223,14 @@ class Emitter:
                 self.helpers.add("_dot")
                 return [f"{indent}_dot({self.expr(src[1])[0]}, {matrix}, out={dest})"]
             return [f"{indent}np.matmul({self.expr(src[1])[0]}, {matrix}, out={dest})"]
+        if op is Op.OUTER and not node.arg:
+            a, b = self.expr(src[0])[0], self.expr(src[1])[0]
+            if not src[0].batched:
+                return [f"{indent}np.outer({a}, {b}, out={dest})"]
+            if self.lead(src[0]) == 2:
+                self.helpers.add("_flat")
+                a, b = f"_flat({a})", f"_flat({b})"
+            return [f"{indent}np.matmul({a}.T, {b}, out={dest})"]
         if op is Op.NONLIN and node.arg.name == "tanh":
             return [f"{indent}np.tanh({self.expr(src[0])[0]}, out={dest})"]
         if op is Op.NONLIN and node.arg.name == "sigmoid":

@@ -1,11 +1,12 @@
-"""Folding on the backward graph: zero-padded slices that add up become one concat."""
+"""Folding on the backward graph: zero-padded slices that add up become one concat, and
+concats of like slices become slices of one concat."""
 from __future__ import annotations
 
 import sympy
 
 from .. import ops
 from ..ir import Function, Node, Op
-from .rebuild import rewrite
+from .rebuild import joined, rewrite
 
 
 def fold_pads(fn: Function) -> Function:
@@ -65,3 +66,43 @@ def _merge_pads(shapes: dict, terms: list[Node]) -> Node | None:
     if sympy.expand(position - total) != 0:
         return None
     return ops.concat(chain, axis=axis)
+
+
+def concat_slices(fn: Function) -> Function:
+    """Concats of the same rows of several arrays become those rows of one concat, so every
+    gate's weight gradient is a view of one array the weight GEMMs write straight into.
+
+        before:  grad_W_f = [d_outer_x[:n], d_outer_h[:n]]     (and likewise for i, o, g)
+                 grad_W_i = [d_outer_x[n:2n], d_outer_h[n:2n]]
+        after:   d_W = [d_outer_x, d_outer_h]                  (one array)
+                 grad_W_f = d_W[:n];  grad_W_i = d_W[n:2n]
+    """
+
+    def like_slices(node: Node, shapes: dict) -> list[Node] | None:
+        """The arrays a concat takes the same rows of (weight gradients only), or None."""
+        if node.op is not Op.CONCAT or any(p.op is not Op.SLICE for p in node.src):
+            return None
+        axis = node.src[0].arg[0]
+        bases = [p.src[0] for p in node.src]
+        if axis == node.arg or any(p.arg != node.src[0].arg for p in node.src) or \
+                any(b.op is not Op.OUTER for b in bases):
+            return None
+        extent = shapes[bases[0]][axis]
+        if any(sympy.expand(shapes[b][axis] - extent) != 0 for b in bases):
+            return None
+        return bases
+
+    # the one concat is named after the gradients it holds (`d_f+i+o+g`), not after one gate
+    names = {}
+    for node in fn.nodes():
+        bases = like_slices(node, fn.shapes)
+        if bases is not None:
+            names[ops.concat(bases, axis=node.arg)] = joined(fn.labels.get(b, "") for b in bases)
+
+    def rule(old: Node, node: Node, shapes: dict) -> Node | None:
+        bases = like_slices(node, shapes)
+        if bases is None:
+            return None
+        return ops.slice_(ops.concat(bases, axis=node.arg), *node.src[0].arg)
+
+    return rewrite(fn, rule, names)

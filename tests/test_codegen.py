@@ -183,14 +183,15 @@ def test_lstm_loops_update_in_place_and_copy_no_state():
     src = gl.compile(gl.zoo.get("lstm")).source
     forward = _loop_body(src, "def forward(")
     assert "f_i_o_g_sum_ = f_i_o_g_sum[t]" in forward
-    assert "f_i_o_g_sum_ += np.dot(h, W_f_i_o_g_h.T)" in forward
+    assert "np.dot(h, W_f_i_o_g_h.T, out=f_i_o_g_mm_buf)" in forward     # made before the loop
+    assert "f_i_o_g_sum_ += f_i_o_g_mm_buf" in forward
     assert "_sigmoid(f_i_o_act, half, out=f_i_o_act)" in forward
     assert "c_new = c_seq[t + 1]" in forward and "h_new = h_seq[t + 1]" in forward
     assert not any(line.endswith("= h") or line.endswith("= c") for line in forward)
     assert 'return {"h": h_seq[1:]}' in src
     backward = _loop_body(src, "def backward(")
     assert "d_f_i_o_g_cat = f_i_o_g_seq[t + 1]" in backward
-    assert src.count("np.empty((T") == 4
+    assert src.count("np.empty((T") == 4 and src.count("np.empty((B, 4*n), dtype)") == 1
     assert "np.empty((T + 1, B, 4*n), dtype)" in src
 
 

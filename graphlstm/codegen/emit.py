@@ -41,6 +41,7 @@ class Emitter:
     _views: dict[str, tuple] = field(default_factory=dict)   # slice code -> (array, offset)
     constants: dict[str, tuple[str, str]] = field(default_factory=dict)  # number -> (name, literal)
     contiguous: set[Node] = field(default_factory=set)   # matrices to copy to contiguous memory
+    scratch: list[tuple[str, str]] = field(default_factory=list)   # (name, shape) made before the loop
 
     def __post_init__(self) -> None:
         self.printer.constant = self.constant
@@ -208,7 +209,12 @@ class Emitter:
         if op in (Op.GATE, Op.SUM):
             there = next((k for k, s in enumerate(src) if self.expr(s)[0] == dest), None)
             if there is not None:                           # `dest += rest`
-                return [self._update(node, dest, s, indent) for k, s in enumerate(src) if k != there]
+                lines = []
+                for k, s in enumerate(src):
+                    if k != there:
+                        lines += self._product_into_scratch(s, indent)
+                        lines.append(self._update(node, dest, s, indent))
+                return lines
         if op in (Op.GATE, Op.SUM) and self._buildable(src[0], node):
             lines = self.into(src[0], dest, indent)
             return lines + [self._update(node, dest, s, indent) for s in src[1:]]
@@ -245,6 +251,20 @@ class Emitter:
         return inlined and operand.batched and user.batched and \
             operand.op in (Op.CONCAT, Op.GATE, Op.SUM, Op.MATMUL) and \
             self.shape(operand) == self.shape(user)
+
+    def _product_into_scratch(self, operand: Node, indent: str) -> list[str]:
+        """A per-step matrix product added into an array is first written into an array
+        made once before the loop (`self.scratch`), not into a new one every step: at large
+        sizes a new array each step can cost page faults."""
+        if not (self._lead == 1 and operand not in self.env and operand.op is Op.MATMUL
+                and len(self.shape(operand.src[0])) == 2 and operand.batched):
+            return []
+        name = self.name(operand, "_buf")
+        self.scratch.append((name, self._full_shape(operand)))
+        matrix = self.expr(operand.src[0])[0] + ("" if operand.arg else ".T")
+        line = f"{indent}np.dot({self.expr(operand.src[1])[0]}, {matrix}, out={name})"
+        self.env[operand] = (name, ATOM)
+        return [line]
 
     def _update(self, node: Node, dest: str, operand: Node, indent: str) -> str:
         """`dest *= b` for a gate, `dest += b` (or `-= b`) for a sum."""

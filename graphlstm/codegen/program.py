@@ -408,12 +408,13 @@ class ModuleWriter:
         ys, dests = self.output_arrays(em, outs)
         lines += [f"{I1}{name} = np.empty({shape}, dtype)" for name, shape in ys.pop(None)]
         dests.update(self.loop_sequences(em, lines))
-        lines.append(f"{I1}for t in range(T):")
         body = self.loop_inputs(em, fn, plan.loop, I2)
         self.index_pre(em)
         dests.update({node: operand for node, operand in self.layout.over.items()
                       if node not in dests})
         body += em.block(plan.loop, I2, 1, keep=set(outs + updates), dests=dests)
+        lines += [f"{I1}{name} = np.empty({shape}, dtype)" for name, shape in em.scratch]
+        lines.append(f"{I1}for t in range(T):")
         body += [f"{I2}{ys[o]}[t] = {em.expr(n)[0]}" for o, n in zip(c.outputs, outs)
                  if o in ys and dests.get(n) != f"{ys[o]}[t]"]
         for s, node in zip(states, updates):
@@ -669,7 +670,6 @@ class BackwardWriter:
         lines += self.kept_for_after(em)
         dys = {o: em.namer.name(f"dys_{o}") for o in self.cell.outputs}
         lines += [f'{I1}{dys[o]} = dys["{o}"]' for o in self.cell.outputs]
-        lines += [f"{I1}# Backward through time", f"{I1}for t in range(T - 1, -1, -1):"]
         for o in self.cell.outputs:
             em.bind(self.seeds[o], f"{dys[o]}[t]")
         for s in states:
@@ -694,6 +694,8 @@ class BackwardWriter:
                         f"{', '.join(em.expr(self.results[grad_name(s.arg)])[0] for s in states)}")
         state_seeds = {self.seeds[s.arg + "'"] for s in states}
         em.forget(set(region) | state_seeds | set(fwd.leaves_of(Op.INPUT)))
+        lines += [f"{I1}{name} = np.empty({shape}, dtype)" for name, shape in em.scratch]
+        lines += [f"{I1}# Backward through time", f"{I1}for t in range(T - 1, -1, -1):"]
         return lines + (body if body else [f"{I2}pass"])
 
     def step_views(self, em: Emitter, region: list[Node]) -> list[str]:

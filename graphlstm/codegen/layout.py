@@ -21,7 +21,6 @@ shared slots   A backward value kept for after the loop (an LSTM's gate gradient
 """
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass, field
 
 import sympy
@@ -42,10 +41,6 @@ class Sequence:
     spare: bool = False        # one slot more: it hosts a backward value (shared slots)
     visible: bool = False      # the caller sees it (an output is a view of it)
     hosts: Node | None = None  # the backward value written into it
-
-    @property
-    def slots(self) -> str:
-        return "T + 1" if self.spare or self.kind == "state" else "T"
 
 
 @dataclass(frozen=True)
@@ -122,39 +117,31 @@ def _pinned(plan, results: dict[str, Node]) -> set[Node]:
     return set(results.values()) | set(plan.taped) | set(plan.stored)
 
 
-def _readers(plan) -> Counter:
-    """How many times each forward value is read by forward nodes."""
-    return Counter(s for n in plan.fwd.nodes() for s in n.src)
-
-
 def _plan_in_place(plan, out: Layout, loop: set[Node], pinned: set[Node], fixed: set[Node]
                    ) -> None:
     """Values computed over the storage of an operand nothing else reads afterwards."""
-    readers = _readers(plan)
-    users: dict[Node, list[Node]] = {}
+    users: dict[Node, list[Node]] = {}                 # forward reader of each value, per read
     for n in plan.fwd.nodes():
         for s in n.src:
             users.setdefault(s, []).append(n)
+
+    def dead(n: Node) -> bool:                         # read once, by the forward, never again
+        return len(users.get(n, ())) == 1 and n not in pinned
+
     pre = set(plan.pre)
     for node in plan.loop:
         if node in out.home or node in fixed:        # results are computed into their arrays
             continue
         if node.op in (Op.SUM, Op.GATE):
-            target = next((s for s in node.src if s in pre and _dead_after(s, readers, pinned)
-                           and s.op in FRESH and plan.fwd.shapes[s] == plan.fwd.shapes[node]
+            target = next((s for s in node.src if s in pre and dead(s) and s.op in FRESH
+                           and plan.fwd.shapes[s] == plan.fwd.shapes[node]
                            and s.batched == node.batched), None)
             if target is not None:
                 out.over[node] = target
         elif node.op is Op.NONLIN and _computes_array(node):
             operand = node.src[0]
-            if operand in loop and _dead_after(operand, readers, pinned) and \
-                    _owned(operand, out, users, readers, pinned):
+            if operand in loop and dead(operand) and _owned(operand, out, users, pinned):
                 out.over[node] = operand
-
-
-def _dead_after(node: Node, readers: Counter, pinned: set[Node]) -> bool:
-    """Read exactly once, by the forward, and never needed again."""
-    return readers[node] == 1 and node not in pinned
 
 
 def _computes_array(node: Node) -> bool:
@@ -165,24 +152,19 @@ def _computes_array(node: Node) -> bool:
     return expr != U and U in expr.free_symbols
 
 
-def _owned(node: Node, out: Layout, users, readers: Counter, pinned: set[Node]) -> bool:
+def _owned(node: Node, out: Layout, users: dict[Node, list[Node]], pinned: set[Node]) -> bool:
     """Storage the loop made itself (a fresh array, or a slice of one whose other readers are
     disjoint slices), so overwriting it touches nobody else's array."""
-    if node in out.over or node.op in FRESH or \
-            (node.op is Op.NONLIN and node.arg.name != "identity" and _computes_array(node)):
+    if node in out.over or node.op in FRESH or (node.op is Op.NONLIN and _computes_array(node)):
         return True
     if node.op is not Op.SLICE:
         return False
     base = node.src[0]
-    if base in pinned or not _owned(base, out, users, readers, pinned):
+    if base in pinned or not _owned(base, out, users, pinned):
         return False
-    axis, lo, hi = node.arg
-    for other in users.get(base, []):
-        if other is node:
-            continue
-        if other.op is not Op.SLICE or other.arg[0] != axis or not _disjoint(other.arg, node.arg):
-            return False
-    return readers[base] == len(users[base])
+    return all(other is node or (other.op is Op.SLICE and other.arg[0] == node.arg[0]
+                                 and _disjoint(other.arg, node.arg))
+               for other in users.get(base, []))
 
 
 def _disjoint(a, b) -> bool:

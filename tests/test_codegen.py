@@ -1,6 +1,7 @@
 """Generated NumPy modules: standalone, readable, dtype-preserving, optimised == plain."""
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -183,8 +184,8 @@ def test_lstm_loops_update_in_place_and_copy_no_state():
     src = gl.compile(gl.zoo.get("lstm")).source
     forward = _loop_body(src, "def forward(")
     assert "f_i_o_g_sum_ = f_i_o_g_sum[t]" in forward
-    assert "np.dot(h, W_f_i_o_g_h.T, out=f_i_o_g_mm_buf)" in forward     # made before the loop
-    assert "f_i_o_g_sum_ += f_i_o_g_mm_buf" in forward
+    assert "np.dot(h, W_f_i_o_g_h.T, out=tmp_4n)" in forward     # made before the loop
+    assert "f_i_o_g_sum_ += tmp_4n" in forward
     assert "_sigmoid(f_i_o_act, half, out=f_i_o_act)" in forward
     assert "c_new = c_seq[t + 1]" in forward and "h_new = h_seq[t + 1]" in forward
     assert not any(line.endswith("= h") or line.endswith("= c") for line in forward)
@@ -192,7 +193,55 @@ def test_lstm_loops_update_in_place_and_copy_no_state():
     backward = _loop_body(src, "def backward(")
     assert "d_f_i_o_g_cat = f_i_o_g_seq[t + 1]" in backward
     assert src.count("np.empty((T") == 4 and src.count("np.empty((B, 4*n), dtype)") == 1
+    assert "d_h_new, d_c_new, grad_h, grad_c = grad_h, grad_c, d_h_new, d_c_new" in backward
     assert "np.empty((T + 1, B, 4*n), dtype)" in src
+
+
+_VIEW = re.compile(r"^\w+ = \w+(\[[^\]]*\])+$")                      # x = seq[t][..., :n]
+_INTO = re.compile(r"^(np\.\w+|_sigmoid)\(.*, out=[^=()]+\)$")           # np.add(a, b, out=x)
+_UPDATE = re.compile(r"^[^=()]+ [-+*/]= [^=()]+$")                          # x += y[..., :n]
+_RENAME = re.compile(r"^[\w, ]+ = [\w, ]+$")                              # h, c = h_new, c_new
+
+
+def _allocating(body: list[str]) -> list[str]:
+    """Loop lines that may make a new array: anything but a view, a call with out=, an
+    in-place update of names and views, or renaming."""
+    return [line for line in body if line and not line.startswith("#") and not any(
+        rule.match(line) for rule in (_VIEW, _INTO, _UPDATE, _RENAME))]
+
+
+@pytest.mark.parametrize("name", [n for n in gl.zoo.names() if n not in ("convlstm", "gru_torch")])
+def test_optimised_loops_make_no_array(name):
+    """Item 1 of the performance contract: no per-step allocation where it can be avoided.
+    Every value of both loops of these zoo cells lives in an array made before the loop (a
+    sequence slot, a buffer or a scratch array) and is computed with out= or in place.
+    (convlstm's convolutions make their im2col arrays; gru_torch copies the slice of its
+    recurrent product it stores.)"""
+    src = gl.compile(gl.zoo.get(name)).source
+    for header in ("def forward(", "def backward("):
+        assert _allocating(_loop_body(src, header)) == [], header
+
+
+def test_formulas_are_lowered_to_out_calls_in_the_loop():
+    """A formula a user writes (softsign's derivative, a Gaussian) becomes ufunc calls into
+    arrays made before the loop, and the code still matches the plain code."""
+    cell = gl.parse(
+        "cell bump_cell\nnonlinearity bump(v) = exp(-v**2 / 2) + v / (1 + abs(v))\n"
+        "input x[n_in]\nstate h[n]\n"
+        "a = bump(W @ [x, h] + b)\nh' = a * h - 0.5 * softsign(h) + 1\noutput h'\n")
+    src = gl.compile(cell).source
+    for header in ("def forward(", "def backward("):
+        assert _allocating(_loop_body(src, header)) == [], header
+    assert "np.exp(" in src and ", out=" in src
+    params, xs, state0, dys, dstate = random_problem(cell, {"n_in": 3, "n": 4}, T=4, B=2, seed=2)
+    fast, plain = gl.compile(cell), gl.compile(cell, optimize=False)
+    for a, b in zip(fast.forward(params, xs, state0), plain.forward(params, xs, state0)):
+        for k in a:
+            np.testing.assert_allclose(a[k], b[k], rtol=0, atol=1e-12)
+    g1 = fast.backward(params, xs, state0, dys, dstate)
+    g2 = plain.backward(params, xs, state0, dys, dstate)
+    for k in g1:
+        np.testing.assert_allclose(g1[k], g2[k], rtol=0, atol=1e-12, err_msg=k)
 
 
 @pytest.mark.parametrize("name", ["mgu", "rnn", "gru", "lstm", "gru_torch"])
@@ -206,7 +255,7 @@ def test_matrices_of_the_time_loop_are_contiguous(name):
     prog = gl.compile(cell)
     tape: dict = {}
     prog.module.forward(params, xs, state0, tape)
-    multiplied = set(re.findall(r"np\.dot\([^,]+, (\w+)(?:\.T)?\)", prog.source))
+    multiplied = set(re.findall(r"np\.dot\([^,]+, (\w+)(?:\.T)?[,)]", prog.source))
     assert multiplied
     for key in multiplied:
         value = tape.get(key, params.get(key))

@@ -341,3 +341,18 @@ def test_state_from_inputs_only():
     cell = gl.parse("input x0[m]\nstate s0[n]\nparam W7[m, n]\ns0' = W5 @ x0\n"
                     "output y = (W7 @ s0) * p6 - x0\n")
     assert gl.testing.check_grads(cell, {"m": 3, "n": 2}).ok
+
+
+@pytest.mark.parametrize("text", [
+    # a state's cotangent that is a part of a kept concatenation is a seed, not a loop value:
+    # it may not be placed in its slice (the GEMM reading the concatenation saw garbage)
+    "input x0[m]\nstate s0[n], s1[k]\nparam W2[m, k]\nparam W4[k, k + m]\n"
+    "e1 = sigmoid(sigmoid(W2 @ [s1]))\ns0' = s0\ns1' = W4 @ [s1, x0]\noutput s0'\n",
+    # s0's cotangent is s1's carried one: s1's old array may not become a buffer
+    "input x0[n]\nstate s0[n], s1[n]\nparam W1[k, n]\nparam W2[m, k]\ns0' = x0\ns1' = s0\n"
+    "output s0'\noutput y = sigmoid(W2 @ [W1 @ [s1]])\n",
+    "input x[n]\nstate a[n], b[n]\nparam W[n, n]\na' = tanh(W @ b) * x\nb' = a\noutput a'\n",
+])
+def test_loop_buffers_found_by_the_fuzzer(text):
+    """Found by the fuzzer while the loops got their arrays made before the loop."""
+    assert _run_and_compare(gl.parse(text, name="fuzz"))

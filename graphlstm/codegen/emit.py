@@ -8,6 +8,7 @@ reads like the equation it implements, which the comment above it quotes.
 """
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Iterable
@@ -16,9 +17,14 @@ import sympy
 
 from .. import ops
 from ..ir import Function, Node, Op
+from .layout import computes_array
+from .lower import formula_into, in_place_safe, lowerable
 from .naming import Namer
 from .printer import ATOM, Printer
 
+
+#: A slot of a sequence the writers made (`c_seq[t + 1]`): a whole, contiguous array.
+_SLOT = re.compile(r"^\w+\[t( \+ 1)?\]$")
 
 #: Longer chains of single-use values (a product of 1,000 factors) are cut into named
 #: pieces, so that neither this emitter nor Python's parser recurses too deeply.
@@ -42,6 +48,15 @@ class Emitter:
     constants: dict[str, tuple[str, str]] = field(default_factory=dict)  # number -> (name, literal)
     contiguous: set[Node] = field(default_factory=set)   # matrices to copy to contiguous memory
     scratch: list[tuple[str, str]] = field(default_factory=list)   # (name, shape) made before the loop
+    zeroed: set[str] = field(default_factory=set)    # scratch names made as zeros (never written)
+    buffered: bool = False          # loop values get arrays made before the loop (optimised code)
+    carried: list[tuple[Node, Node]] = field(default_factory=list)  # (next step's value, input it becomes)
+    buffers: dict[Node, str] = field(default_factory=dict)   # loop value -> its array
+    _free: dict[str, list[str]] = field(default_factory=dict)   # shape -> scratch not in use
+    _escaping: set[Node] = field(default_factory=set)
+    _passed_on: set[Node] = field(default_factory=set)
+    placed: dict[Node, tuple[Node, int]] = field(default_factory=dict)  # part -> (concat, k)
+    _whole_slots: set[str] = field(default_factory=set)   # names of `seq[t]`-like slots
 
     def __post_init__(self) -> None:
         self.printer.constant = self.constant
@@ -135,6 +150,8 @@ class Emitter:
         keep = set(keep) | {root for name, root in self.fn.equations if not name.startswith("d_")}
         names, dests = names or {}, dests or {}
         self._lead = lead
+        self._escaping = self._views_of_carried(dests)
+        self._passed_on = {_base(value) for value, _ in self.carried}   # inputs carried on as they are
         members = set(nodes)
         uses = Counter(s for n in nodes for s in n.src if s in members)
         lines: list[str] = []
@@ -154,6 +171,8 @@ class Emitter:
                 self.env[dest] = (ident, ATOM)
                 lines += self.into(node, ident, indent)
             elif dest is not None:
+                if _SLOT.match(dest):
+                    self._whole_slots.add(ident)
                 lines.append(f"{indent}{ident} = {dest}")
                 lines += self.into(node, ident, indent)
             elif lead != 1 and self._built_in_parts(node):
@@ -161,13 +180,56 @@ class Emitter:
                 lines += self._into_parts(node, ident, indent)
             elif lead == 2 and self._builds_on_first(node):
                 lines.append(f"{indent}{ident} = {self.expr(node.src[0])[0]}")
-                lines += [self._update(node, ident, s, indent) for s in node.src[1:]]
+                for operand in node.src[1:]:
+                    lines += self._update(node, ident, operand, indent)
+            elif node.op is Op.ZEROS and self.buffered and lead == 1:   # made once, never written
+                self.scratch.append((ident, self._full_shape(node)))
+                self.zeroed.add(ident)
+            elif self._gets_buffer(node):                # an array made once, before the loop
+                self.scratch.append((ident, self._full_shape(node)))
+                self.buffers[node] = ident
+                lines += self.into(node, ident, indent)
             elif node in self.contiguous:
                 lines.append(f"{indent}{ident} = np.ascontiguousarray({self.expr(node)[0]})")
             else:
                 lines.append(f"{indent}{ident} = {self.expr(node)[0]}")
             self.env[node] = (ident, ATOM)
         return lines
+
+    def _gets_buffer(self, node: Node) -> bool:
+        """A named value of the loop (optimised code) computed into an array made before
+        the loop instead of a new one each step. Not a value the next step reads through a
+        view (a carried value is computed into its own array, see `carry`)."""
+        if not (self.buffered and self._lead == 1 and node.batched) or node in self._escaping:
+            return False
+        inputs = [given for value, given in self.carried if value is node]
+        if len(inputs) > 1 or any(given in self._passed_on for given in inputs):
+            return False                  # its variable's array is carried on: no array to swap
+        if node.op is Op.NONLIN:
+            return lowerable(node.arg.expr) and computes_array(node)
+        return node.op in (Op.GATE, Op.SUM, Op.CONCAT) or \
+            (node.op is Op.MATMUL and len(self.shape(node.src[0])) == 2)
+
+    def _views_of_carried(self, dests: dict) -> set[Node]:
+        """Values whose array a carried value is a view of, through slices and in-place
+        updates (so they need a new array each step)."""
+        bases = set()
+        for node, _ in self.carried:
+            while node.op is Op.SLICE or isinstance(dests.get(node), Node):
+                node = node.src[0] if node.op is Op.SLICE else dests[node]
+                bases.add(node)
+        return bases
+
+    def carry(self, targets: list[str], nodes: list[Node], indent: str) -> list[str]:
+        """`h, c = h_new, c_new` at the end of a step; a carried value that has its own array
+        swaps arrays with its variable: the array the step just read is the next one's buffer
+        (never the array the next step reads)."""
+        values = [self.expr(n)[0] for n in nodes]
+        swapped = [n for k, n in enumerate(nodes) if n in self.buffers and n not in nodes[:k]]
+        lhs = targets + [self.buffers[n] for n in swapped]
+        rhs = values + [targets[nodes.index(n)] for n in swapped]
+        note = [f"{indent}# the arrays just read are the next step's to write"] if swapped else []
+        return note + [f"{indent}{', '.join(lhs)} = {', '.join(rhs)}"]
 
     def _built_in_parts(self, node: Node) -> bool:
         """A concat (outside the loop) of products computed for it alone: each part is
@@ -201,34 +263,24 @@ class Emitter:
     def into(self, node: Node, dest: str, indent: str) -> list[str]:
         """Statements computing `node` into the existing array `dest`, without temporaries
         where NumPy allows: `out=` for ufuncs and matmul, parts of a concat written into
-        slices of `dest`, an operand already in `dest` (or a single-use first operand built
-        there) updated in place."""
+        slices of `dest`, an operand already in `dest` (or a single-use operand built there)
+        updated in place, formulas lowered to ufunc calls (lower.py); in the loop, other
+        compound operands go through scratch arrays made before it."""
         op, src = node.op, node.src
         if op is Op.CONCAT:
             return self._into_parts(node, dest, indent)
         if op in (Op.GATE, Op.SUM):
-            there = next((k for k, s in enumerate(src) if self.expr(s)[0] == dest), None)
-            if there is not None:                           # `dest += rest`
-                lines = []
-                for k, s in enumerate(src):
-                    if k != there:
-                        lines += self._product_into_scratch(s, indent)
-                        lines.append(self._update(node, dest, s, indent))
-                return lines
-        if op in (Op.GATE, Op.SUM) and self._buildable(src[0], node):
-            lines = self.into(src[0], dest, indent)
-            return lines + [self._update(node, dest, s, indent) for s in src[1:]]
-        if op is Op.GATE:
-            return [f"{indent}np.multiply({self.expr(src[0])[0]}, {self.expr(src[1])[0]}, out={dest})"]
-        if op is Op.SUM:
-            first = f"{indent}np.add({self.expr(src[0])[0]}, {self.expr(src[1])[0]}, out={dest})"
-            return [first] + [self._update(node, dest, s, indent) for s in src[2:]]
+            return self._combine_into(node, dest, indent)
         if op is Op.MATMUL and len(self.shape(src[0])) == 2:
             matrix = self.expr(src[0])[0] + ("" if node.arg else ".T")
+            vector, lines, lent = self._operand(src[1], indent)
             if self.lead(src[1]) > 1:
                 self.helpers.add("_dot")
-                return [f"{indent}_dot({self.expr(src[1])[0]}, {matrix}, out={dest})"]
-            return [f"{indent}np.matmul({self.expr(src[1])[0]}, {matrix}, out={dest})"]
+                lines.append(f"{indent}_dot({vector}, {matrix}, out={dest})")
+            else:
+                call = "np.dot" if self._contiguous(dest) else "np.matmul"   # np.dot: less overhead
+                lines.append(f"{indent}{call}({vector}, {matrix}, out={dest})")
+            return lines + self._give(lent)
         if op is Op.OUTER and not node.arg:
             a, b = self.expr(src[0])[0], self.expr(src[1])[0]
             if not src[0].batched:
@@ -237,65 +289,146 @@ class Emitter:
                 self.helpers.add("_flat")
                 a, b = f"_flat({a})", f"_flat({b})"
             return [f"{indent}np.matmul({a}.T, {b}, out={dest})"]
-        if op is Op.NONLIN and node.arg.name == "tanh":
-            return [f"{indent}np.tanh({self.expr(src[0])[0]}, out={dest})"]
-        if op is Op.NONLIN and node.arg.name == "sigmoid":
-            self.helpers.add("_sigmoid")
-            half = self.printer.half_arg()
-            return [f"{indent}_sigmoid({self.expr(src[0])[0]}{half}, out={dest})"]
+        if op is Op.NONLIN:
+            lines = self._formula_into(node, dest, indent)
+            if lines is not None:
+                return lines
         return [f"{indent}{dest}[...] = {self.expr(node)[0]}"]
 
+    def _combine_into(self, node: Node, dest: str, indent: str) -> list[str]:
+        """A sum or product into `dest`: starting from the operand already there, or from
+        one built there (an inlined value of the full shape), then `dest += b` / `*= b`."""
+        src = list(node.src)
+        there = next((k for k, s in enumerate(src) if self.expr(s)[0] == dest), None)
+        if there is None:
+            there = next((k for k, s in enumerate(src) if self._buildable(s, node)), None)
+            lines = [] if there is None else self.into(src[there], dest, indent)
+        else:
+            lines = []
+        if there is None:                                  # `np.add(a, b, out=dest)`
+            (a, more_a, lent_a), (b, more_b, lent_b) = (self._operand(s, indent) for s in src[:2])
+            call = "np.multiply" if node.op is Op.GATE else "np.add"
+            lines += more_a + more_b + [f"{indent}{call}({a}, {b}, out={dest})"]
+            lines += self._give(lent_a) + self._give(lent_b)
+            rest = src[2:]
+        else:
+            rest = src[:there] + src[there + 1:]
+        for operand in rest:
+            lines += self._update(node, dest, operand, indent)
+        return lines
+
     def _buildable(self, operand: Node, user: Node) -> bool:
-        """An inlined, batched operand that can be computed straight into the user's array."""
-        inlined = operand not in self.env
-        return inlined and operand.batched and user.batched and \
-            operand.op in (Op.CONCAT, Op.GATE, Op.SUM, Op.MATMUL) and \
-            self.shape(operand) == self.shape(user)
+        """An inlined operand that can be computed straight into the user's array."""
+        if operand in self.env or not (operand.batched and user.batched) or _negated(operand):
+            return False
+        if self.shape(operand) != self.shape(user):
+            return False
+        if operand.op is Op.NONLIN:
+            return self.buffered and self._lead == 1 and lowerable(operand.arg.expr)
+        return operand.op in (Op.CONCAT, Op.GATE, Op.SUM, Op.MATMUL)
 
-    def _product_into_scratch(self, operand: Node, indent: str) -> list[str]:
-        """A per-step matrix product added into an array is first written into an array
-        made once before the loop (`self.scratch`), not into a new one every step: at large
-        sizes a new array each step can cost page faults."""
-        if not (self._lead == 1 and operand not in self.env and operand.op is Op.MATMUL
-                and len(self.shape(operand.src[0])) == 2 and operand.batched):
-            return []
-        name = self.name(operand, "_buf")
-        self.scratch.append((name, self._full_shape(operand)))
-        matrix = self.expr(operand.src[0])[0] + ("" if operand.arg else ".T")
-        line = f"{indent}np.dot({self.expr(operand.src[1])[0]}, {matrix}, out={name})"
-        self.env[operand] = (name, ATOM)
-        return [line]
+    def _operand(self, operand: Node, indent: str) -> tuple[str, list[str], tuple | None]:
+        """The code of an operand, and the statements that compute it first: in the loop of
+        optimised code a compound operand is computed into a scratch array made before the
+        loop (lent: give it back once read); elsewhere it is written inline."""
+        if not self._needs_scratch(operand):
+            return self.expr(operand)[0], [], None
+        shape = self._full_shape(operand)
+        name = self.take(shape)
+        return name, self.into(operand, name, indent), (shape, name)
 
-    def _update(self, node: Node, dest: str, operand: Node, indent: str) -> str:
+    def _needs_scratch(self, operand: Node) -> bool:
+        if not (self.buffered and self._lead == 1) or operand in self.env or not operand.batched:
+            return False
+        if operand.op is Op.NONLIN:
+            return lowerable(operand.arg.expr) and computes_array(operand)
+        return operand.op in (Op.GATE, Op.SUM, Op.MATMUL, Op.CONCAT) and \
+            (operand.op is not Op.MATMUL or len(self.shape(operand.src[0])) == 2)
+
+    def take(self, shape: str) -> str:
+        """A scratch array of this shape, made before the loop, not in use."""
+        free = self._free.setdefault(shape, [])
+        if free:
+            return free.pop()
+        last = shape.strip("(,)").split(",")[-1].replace("*", "").replace(" ", "")
+        count = sum(1 for _, other in self.scratch if other == shape)
+        name = self.namer.name(f"tmp_{last}" + (f"_{count + 1}" if count else ""))
+        self.scratch.append((name, shape))
+        return name
+
+    def _contiguous(self, dest: str) -> bool:
+        """An array np.dot may write into: made before the loop, or a whole slot of a
+        sequence (every [T, ...] array the writers make is a new, C-contiguous one)."""
+        return dest in self._whole_slots or any(name == dest for name, _ in self.scratch)
+
+    def scratch_lines(self, indent: str) -> list[str]:
+        """The arrays the loop writes into (or reads as zeros), made before it."""
+        return [f"{indent}{name} = np.{'zeros' if name in self.zeroed else 'empty'}({shape}, dtype)"
+                for name, shape in self.scratch]
+
+    def _give(self, lent: tuple | None) -> list[str]:
+        if lent is not None:
+            shape, name = lent
+            self._free[shape].append(name)
+        return []
+
+    def _formula_into(self, node: Node, dest: str, indent: str) -> list[str] | None:
+        """A nonlinearity as ufunc calls into `dest` (None: no `out=` form, see lower.py)."""
+        expr, operand = node.arg.expr, node.src[0]
+        if not lowerable(expr):
+            return None
+        lines, lent = [], None
+        if self._needs_scratch(operand) and in_place_safe(expr) and self._buildable(operand, node):
+            lines, u = self.into(operand, dest, indent), dest      # built where the result goes
+        else:
+            u, lines, lent = self._operand(operand, indent)
+        if u == dest and not in_place_safe(expr):
+            return None
+        shape = self._full_shape(node)
+        take = lambda: self.take(shape)                          # noqa: E731
+        give = lambda name: self._free[shape].append(name)       # noqa: E731
+        lines += formula_into(expr, u, dest, indent, self.constant, take, give, self.helpers)
+        return lines + self._give(lent)
+
+    def _update(self, node: Node, dest: str, operand: Node, indent: str) -> list[str]:
         """`dest *= b` for a gate, `dest += b` (or `-= b`) for a sum."""
-        if node.op is Op.GATE:
-            return f"{indent}{dest} *= {self.expr(operand)[0]}"
-        negated = operand.op is Op.NONLIN and not operand.arg.name and str(operand.arg.expr) == "-u"
-        if negated and operand not in self.env:     # `-b` written inline: subtract b
-            return f"{indent}{dest} -= {self.expr(operand.src[0])[0]}"
-        return f"{indent}{dest} += {self.expr(operand)[0]}"
+        if node.op is Op.SUM and _negated(operand) and operand not in self.env:
+            operand, sign = operand.src[0], "-="           # `-b` written inline: subtract b
+        else:
+            sign = "*=" if node.op is Op.GATE else "+="
+        code, lines, lent = self._operand(operand, indent)
+        return lines + [f"{indent}{dest} {sign} {code}"] + self._give(lent)
 
     def _into_parts(self, node: Node, dest: str, indent: str) -> list[str]:
         """Each part of a concat computed into its slice of `dest` (a slice of a slice is
-        written as one: `d[..., :n]`, not `d[..., :3*n][..., :n]`)."""
-        axis, lines = node.arg, []
-        rank = len(self.shape(node))
-        composed = axis == rank - 1 and dest in self._views
+        written as one: `d[..., :n]`, not `d[..., :3*n][..., :n]`); a part already computed
+        there (`placed`) is left as it is."""
+        lines = []
+        composed = node.arg == len(self.shape(node)) - 1 and dest in self._views
         base, offset = self._views[dest] if composed else (dest, sympy.Integer(0))
-        for part in node.src:
-            width = self.shape(part)[axis]
-            hi = sympy.expand(offset + width)
-            index = ["...", f"{'' if offset == 0 else self.dim(offset)}:{self.dim(hi)}"]
-            index += [":"] * (rank - 1 - axis)
-            target = f"{base}[{', '.join(index)}]"
-            if axis == rank - 1:
-                self._views[target] = (base, offset)
+        for k, part in enumerate(node.src):
+            target = f"{base}{self.part_index(node, k, offset)}"
+            if node.arg == len(self.shape(node)) - 1:
+                self._views[target] = (base, offset + self._part_offset(node, k))
+            if self.placed.get(part) == (node, k):
+                continue
             if part in self.env:
                 lines.append(f"{indent}{target} = {self.env[part][0]}")
             else:
                 lines += self.into(part, target, indent)
-            offset = hi
         return lines
+
+    def _part_offset(self, node: Node, k: int):
+        return sympy.expand(sum((self.shape(p)[node.arg] for p in node.src[:k]), sympy.Integer(0)))
+
+    def part_index(self, node: Node, k: int, offset=0) -> str:
+        """The index of part k of a concat in its array: `[..., n:2*n]` (`[..., lo:hi, :, :]`
+        when the axis is not the last)."""
+        rank, axis = len(self.shape(node)), node.arg
+        lo = sympy.expand(offset + self._part_offset(node, k))
+        hi = sympy.expand(lo + self.shape(node.src[k])[axis])
+        index = ["...", f"{'' if lo == 0 else self.dim(lo)}:{self.dim(hi)}"] + [":"] * (rank - 1 - axis)
+        return f"[{', '.join(index)}]"
 
     def bind(self, node: Node, text: str, prec: int = ATOM) -> None:
         self.env[node] = (text, prec)
@@ -314,6 +447,18 @@ _ROLE = {
 
 _NAMED = {"1": "one", "2": "two", "3": "three", "1/2": "half", "0": "zero", "-1": "minus_one",
           "-1/2": "minus_half", "-2": "minus_two"}
+
+
+def _base(node: Node) -> Node:
+    """The value a chain of slices views."""
+    while node.op is Op.SLICE:
+        node = node.src[0]
+    return node
+
+
+def _negated(node: Node) -> bool:
+    """`-b` (an affine nonlinearity): added to a sum by subtracting b."""
+    return node.op is Op.NONLIN and not node.arg.name and str(node.arg.expr) == "-u"
 
 
 def _constant_name(value: sympy.Number, literal: str) -> str:

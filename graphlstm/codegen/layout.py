@@ -18,6 +18,9 @@ shared slots   A backward value kept for after the loop (an LSTM's gate gradient
                nothing reads after the loop: the backward runs from t = T-1 down, so slot t+1
                was read for the last time one step before. Such sequences get one spare slot.
                The backward thereby consumes its tape.
+               A kept value that is a part of a kept concatenation (a peephole LSTM's gate
+               gradients, also read alone after the loop) is computed into its slice of the
+               concatenation's slot: no slot of its own, no copy.
 """
 from __future__ import annotations
 
@@ -26,6 +29,7 @@ from dataclasses import dataclass, field
 import sympy
 
 from ..ir import Node, Op
+from .lower import in_place_safe
 
 #: Ops whose generated code makes a new array (so the array may be updated in place).
 FRESH = (Op.SUM, Op.GATE, Op.MATMUL, Op.CONCAT)
@@ -61,6 +65,7 @@ class Layout:
     home: dict[Node, Sequence] = field(default_factory=dict)       # loop value -> sequence it fills
     location: dict[Node, Location] = field(default_factory=dict)   # stored value -> where it is
     shared: dict[Node, Sequence] = field(default_factory=dict)     # backward value -> host
+    placed: dict[Node, tuple[Node, int]] = field(default_factory=dict)  # part -> (concat, index)
 
     def whole(self, seq: Sequence) -> Node | None:
         """The stored value filling a sequence's slots (what to call it after), if one does."""
@@ -138,13 +143,13 @@ def _plan_in_place(plan, out: Layout, loop: set[Node], pinned: set[Node], fixed:
                            and s.batched == node.batched), None)
             if target is not None:
                 out.over[node] = target
-        elif node.op is Op.NONLIN and _computes_array(node):
+        elif node.op is Op.NONLIN and computes_array(node) and in_place_safe(node.arg.expr):
             operand = node.src[0]
             if operand in loop and dead(operand) and _owned(operand, out, users, pinned):
                 out.over[node] = operand
 
 
-def _computes_array(node: Node) -> bool:
+def computes_array(node: Node) -> bool:
     """A nonlinearity whose code makes a new array from its operand (not `u` itself, not a
     constant)."""
     from ..nonlin import U
@@ -155,7 +160,7 @@ def _computes_array(node: Node) -> bool:
 def _owned(node: Node, out: Layout, users: dict[Node, list[Node]], pinned: set[Node]) -> bool:
     """Storage the loop made itself (a fresh array, or a slice of one whose other readers are
     disjoint slices), so overwriting it touches nobody else's array."""
-    if node in out.over or node.op in FRESH or (node.op is Op.NONLIN and _computes_array(node)):
+    if node in out.over or node.op in FRESH or (node.op is Op.NONLIN and computes_array(node)):
         return True
     if node.op is not Op.SLICE:
         return False
@@ -208,7 +213,16 @@ def _share_slots(plan, out: Layout) -> None:
     after |= set(plan.recompute_post)
     busy = {loc.seq for node, loc in out.location.items() if node in after}
     busy |= {seq for seq in out.seqs if seq.root in after}
+    kept, computed = set(plan.post_store), set(plan.loop_b)
     for node in plan.post_store:
+        if node.op is Op.CONCAT and node.batched:
+            for k, part in enumerate(node.src):
+                if part in kept and part in computed and part.batched and part not in out.placed \
+                        and part not in node.src[:k]:
+                    out.placed[part] = (node, k)
+    for node in plan.post_store:
+        if node in out.placed:
+            continue
         shape = plan.bwd.shapes[node]
         for seq in out.seqs:
             if seq.kind == "state" or seq.visible or seq.hosts is not None or seq in busy:

@@ -412,8 +412,9 @@ class ModuleWriter:
         self.index_pre(em)
         dests.update({node: operand for node, operand in self.layout.over.items()
                       if node not in dests})
+        em.buffered, em.carried = plan.optimize, list(zip(updates, states))
         body += em.block(plan.loop, I2, 1, keep=set(outs + updates), dests=dests)
-        lines += [f"{I1}{name} = np.empty({shape}, dtype)" for name, shape in em.scratch]
+        lines += em.scratch_lines(I1)
         lines.append(f"{I1}for t in range(T):")
         body += [f"{I2}{ys[o]}[t] = {em.expr(n)[0]}" for o, n in zip(c.outputs, outs)
                  if o in ys and dests.get(n) != f"{ys[o]}[t]"]
@@ -422,8 +423,7 @@ class ModuleWriter:
             if seq is not None and dests.get(node) != f"{self.seq_name[seq]}[t + 1]":
                 body.append(f"{I2}{self.seq_name[seq]}[t + 1] = {em.expr(node)[0]}")
         if states:
-            body.append(f"{I2}{', '.join(self.leaf_names[s] for s in states)} = "
-                        f"{', '.join(em.expr(n)[0] for n in updates)}")
+            body += em.carry([self.leaf_names[s] for s in states], updates, I2)
         lines += body if any(line.strip() for line in body) else [f"{I2}pass"]
         lines += self.record_tape(em) if self.with_backward else []
         ys_text = ", ".join(f'"{o}": {ys[o]}' if o in ys else f'"{o}": {self.output_views[o]}'
@@ -648,10 +648,14 @@ class BackwardWriter:
 
     def kept_for_after(self, em: Emitter) -> list[str]:
         """Where each backward value read after the loop is kept, step by step: a new
-        [T, B, ...] array, or slot t + 1 of a forward sequence it shares (see layout)."""
+        [T, B, ...] array, slot t + 1 of a forward sequence it shares, or its slice of a
+        kept concatenation it is a part of (see layout)."""
         lines, self.slot, self.kept = [], {}, {}
+        placed = self.mw.layout.placed
         for node in self.plan.post_store:
             host = self.mw.layout.shared.get(node)
+            if node in placed:
+                continue
             if host is not None:
                 self.slot[node] = f"{self.seqs[host]}[t + 1]"
                 self.kept[node] = em.name(node, "_seq")
@@ -659,6 +663,15 @@ class BackwardWriter:
                 name = em.name(node, "_seq")
                 lines.append(f"{I1}{name} = np.empty({self.mw.shape_text(node, self.bwd)}, dtype)")
                 self.slot[node], self.kept[node] = f"{name}[t]", name
+        pending = dict(placed)
+        while pending:                        # outer concatenations first (parts may nest)
+            for part, (concat, k) in list(pending.items()):
+                if concat in self.slot:
+                    index = em.part_index(concat, k)
+                    self.slot[part] = f"{self.slot[concat]}{index}"
+                    self.kept[part] = f"{self.kept[concat]}{index}"
+                    del pending[part]
+        em.placed = dict(placed)
         return lines
 
     def loop(self, em: Emitter) -> list[str]:
@@ -684,17 +697,18 @@ class BackwardWriter:
         body = mw.loop_inputs(em, fwd, region, I2)
         body += self.step_views(em, region)
         dests = {n: slot for n, slot in self.slot.items() if n in set(region)}
+        carried = [self.results[grad_name(s.arg)] for s in states]
+        em.buffered, em.carried = plan.optimize, [(r, self.seeds[s.arg + "'"]) for r, s in zip(carried, states)]
         body += em.block(region, I2, 1, keep=set(names) & set(region), names=names, dests=dests)
         for leaf, name in self.accumulate:
             expr = em.expr(self.results[grad_name(leaf.arg)])[0]
             body.append(f"{I2}{name} += {expr}" if leaf.op is Op.PARAM else f"{I2}{name}[t] = {expr}")
         body += [f"{I2}{slot} = {em.expr(n)[0]}" for n, slot in self.slot.items() if n not in dests]
         if states:
-            body.append(f"{I2}{', '.join(self.carried[s] for s in states)} = "
-                        f"{', '.join(em.expr(self.results[grad_name(s.arg)])[0] for s in states)}")
+            body += em.carry([self.carried[s] for s in states], carried, I2)
         state_seeds = {self.seeds[s.arg + "'"] for s in states}
         em.forget(set(region) | state_seeds | set(fwd.leaves_of(Op.INPUT)))
-        lines += [f"{I1}{name} = np.empty({shape}, dtype)" for name, shape in em.scratch]
+        lines += em.scratch_lines(I1)
         lines += [f"{I1}# Backward through time", f"{I1}for t in range(T - 1, -1, -1):"]
         return lines + (body if body else [f"{I2}pass"])
 

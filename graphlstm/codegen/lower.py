@@ -1,0 +1,230 @@
+"""Elementwise formulas as ufunc calls that write into a given array, with no temporaries.
+
+Inside the time loops, `d = dc + dh * o * (1 - y**2)` written as one expression makes four
+new arrays every step (at the large benchmark size each is 128-256 KB, and glibc hands such
+blocks back to the kernel and faults them in again). Written into `d` with `out=` it makes
+none:
+
+    np.square(y, out=d)            # y**2
+    np.subtract(one, d, out=d)     # 1 - y**2
+    d *= o
+    d *= dh
+    d += dc
+
+`formula_into` does this for a nonlinearity's SymPy formula, in the formula's own argument
+order: the term holding `u` is built in the destination first (so the destination may be
+`u`'s own array when `u` occurs once, see `in_place_safe`), every other compound term in a
+scratch array the caller lends (`take`/`give`: arrays made once, before the loop). A
+formula with a function NumPy has no `out=` form for here (softplus, hard_sigmoid, a
+Piecewise) is not lowered: `formula_into` returns None and the caller writes it as an
+expression.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import sympy
+
+from ..nonlin import U, sigmoid
+
+#: SymPy function -> NumPy ufunc with an `out=` argument.
+UFUNCS: dict[type, str] = {
+    sympy.tanh: "np.tanh", sympy.exp: "np.exp", sympy.log: "np.log", sympy.sin: "np.sin",
+    sympy.cos: "np.cos", sympy.tan: "np.tan", sympy.atan: "np.arctan", sympy.sinh: "np.sinh",
+    sympy.cosh: "np.cosh", sympy.Abs: "np.abs", sympy.sign: "np.sign",
+}
+#: Binary SymPy functions (two arguments) -> NumPy ufunc.
+BINARY: dict[type, str] = {sympy.Max: "np.maximum", sympy.Min: "np.minimum",
+                           sympy.Heaviside: "np.heaviside"}
+
+
+def in_place_safe(expr: sympy.Expr) -> bool:
+    """Whether a formula may overwrite `u`'s own array: `u` occurs once, so `formula_into`
+    reads it in the first call, before anything is written; a formula that is not lowered is
+    an expression, evaluated whole before it is assigned."""
+    return not lowerable(expr) or sum(1 for e in sympy.preorder_traversal(expr) if e == U) == 1
+
+
+def lowerable(expr: sympy.Expr) -> bool:
+    """Whether every part of the formula has a form with `out=`."""
+    if expr == U or expr.is_Number:
+        return True
+    if not expr.free_symbols:                 # a constant written as a function (exp(2))
+        return False
+    if expr.is_Add or expr.is_Mul:
+        return all(lowerable(a) for a in expr.args)
+    if expr.is_Pow:
+        return lowerable(expr.args[0]) and (expr.args[1].is_Number or lowerable(expr.args[1]))
+    if type(expr) in UFUNCS or isinstance(expr, sigmoid):
+        return lowerable(expr.args[0])
+    if type(expr) in BINARY:
+        return len(expr.args) == 2 and all(lowerable(a) for a in expr.args)
+    return False
+
+
+class _Lowering:
+    """The calls that compute one formula; `u`: the code of the formula's variable."""
+
+    def __init__(self, u: str, constant: Callable[[sympy.Number], str],
+                 take: Callable[[], str], give: Callable[[str], None], helpers: set[str]):
+        self.u, self.constant, self.take, self.give, self.helpers = u, constant, take, give, helpers
+        self.lines: list[str] = []
+
+    def emit(self, line: str) -> None:
+        self.lines.append(line)
+
+    def atom(self, e: sympy.Expr) -> str | None:
+        """The code of a value that needs no call: `u` or a number."""
+        if e == U:
+            return self.u
+        if e.is_Number:
+            return self.constant(e)
+        return None
+
+    def operand(self, e: sympy.Expr) -> tuple[str, bool]:
+        """(code, borrowed): an atom as itself, anything else computed into a scratch array
+        (borrowed: the caller gives it back once read)."""
+        text = self.atom(e)
+        if text is not None:
+            return text, False
+        scratch = self.take()
+        self.into(e, scratch)
+        return scratch, True
+
+    def into(self, e: sympy.Expr, dest: str) -> None:
+        """Compute `e` into the array `dest`."""
+        text = self.atom(e)
+        if text is not None:
+            self.emit(f"np.copyto({dest}, {text})")
+        elif e.is_Add:
+            self.sum_into(e, dest)
+        elif e.is_Mul:
+            self.product_into(e, dest)
+        elif e.is_Pow:
+            self.power_into(e, dest)
+        elif isinstance(e, sigmoid):
+            self.helpers.add("_sigmoid")
+            arg = self.arg_into(e.args[0], dest)
+            self.emit(f"_sigmoid({arg}, {self.constant(sympy.S.Half)}, out={dest})")
+        elif type(e) in UFUNCS:
+            self.emit(f"{UFUNCS[type(e)]}({self.arg_into(e.args[0], dest)}, out={dest})")
+        else:                                            # Max, Min, Heaviside
+            first, second = e.args if e.args[0].has(U) else e.args[::-1]
+            if type(e) is sympy.Heaviside:
+                first, second = e.args
+            a = self.arg_into(first, dest)
+            b, borrowed = self.operand(second)
+            self.emit(f"{BINARY[type(e)]}({a}, {b}, out={dest})")
+            if borrowed:
+                self.give(b)
+
+    def arg_into(self, e: sympy.Expr, dest: str) -> str:
+        """A function's argument: an atom as itself, else computed into `dest` (which the
+        function then overwrites with its result)."""
+        text = self.atom(e)
+        if text is not None:
+            return text
+        self.into(e, dest)
+        return dest
+
+    def sum_into(self, e: sympy.Expr, dest: str) -> None:
+        terms = [(-t, True) if t.could_extract_minus_sign() else (t, False)
+                 for t in e.as_ordered_terms()]
+        terms.sort(key=lambda t: not t[0].has(U))       # the term with u first (stable)
+        (first, negated), rest = terms[0], terms[1:]
+        if self.atom(first) is not None and rest:       # `1 - u`: one call reads both
+            second, neg2 = rest.pop(0)
+            b, borrowed = self.operand(second)
+            a = self.atom(first)
+            if negated and neg2:
+                self.emit(f"np.add({a}, {b}, out={dest})")
+                self.emit(f"np.negative({dest}, out={dest})")
+            elif negated:
+                self.emit(f"np.subtract({b}, {a}, out={dest})")
+            elif a == dest:                               # u is already where the result goes
+                self.emit(f"{dest} {'-' if neg2 else '+'}= {b}")
+            else:
+                self.emit(f"np.{'subtract' if neg2 else 'add'}({a}, {b}, out={dest})")
+            if borrowed:
+                self.give(b)
+        else:
+            self.into(first, dest)
+            if negated:                                  # `c - x`: subtract x from the next term
+                if rest and not rest[0][1]:
+                    second, _ = rest.pop(0)
+                    b, borrowed = self.operand(second)
+                    self.emit(f"np.subtract({b}, {dest}, out={dest})")
+                    if borrowed:
+                        self.give(b)
+                else:
+                    self.emit(f"np.negative({dest}, out={dest})")
+        for term, neg in rest:
+            b, borrowed = self.operand(term)
+            self.emit(f"{dest} {'-' if neg else '+'}= {b}")
+            if borrowed:
+                self.give(b)
+
+    def product_into(self, e: sympy.Expr, dest: str) -> None:
+        coeff, _ = e.as_coeff_Mul()
+        if coeff == -1:                                  # -x: x, negated
+            a = self.arg_into(-e, dest)
+            self.emit(f"np.negative({a}, out={dest})")
+            return
+        rest = e / coeff
+        factors = list(rest.as_ordered_factors() if rest.is_Mul else [rest])
+        factors += [coeff] if coeff != 1 else []        # one number, multiplied last
+        num = [f for f in factors if not _is_denominator(f)]
+        den = [1 / f for f in factors if _is_denominator(f)]
+        num.sort(key=lambda f: not f.has(U))
+        first = num.pop(0) if num else sympy.S.One
+        if self.atom(first) is not None and (num or den):   # `u * v`, `u / v`: one call
+            op, second = ("multiply", num.pop(0)) if num else ("divide", den.pop(0))
+            b, borrowed = self.operand(second)
+            a = self.atom(first)
+            self.emit(f"{dest} {'*' if op == 'multiply' else '/'}= {b}" if a == dest
+                      else f"np.{op}({a}, {b}, out={dest})")
+            if borrowed:
+                self.give(b)
+        else:
+            self.into(first, dest)
+        for factors_, op in ((num, "*="), (den, "/=")):
+            for factor in factors_:
+                b, borrowed = self.operand(factor)
+                self.emit(f"{dest} {op} {b}")
+                if borrowed:
+                    self.give(b)
+
+    def power_into(self, e: sympy.Expr, dest: str) -> None:
+        base, exp = e.args
+        if exp.is_Number and exp < 0:                    # 1 / base**k, as the printer writes it
+            a = self.arg_into(base**(-exp), dest)
+            self.emit(f"np.divide({self.constant(sympy.S.One)}, {a}, out={dest})")
+            return
+        a = self.arg_into(base, dest)
+        if exp == 2:
+            self.emit(f"np.square({a}, out={dest})")
+        elif exp == sympy.Rational(1, 2):
+            self.emit(f"np.sqrt({a}, out={dest})")
+        elif exp.is_Integer:
+            self.emit(f"np.power({a}, {int(exp)}, out={dest})")
+        else:
+            b, borrowed = self.operand(exp)
+            self.emit(f"np.power({a}, {b}, out={dest})")
+            if borrowed:
+                self.give(b)
+
+
+def _is_denominator(factor: sympy.Expr) -> bool:
+    return factor.is_Pow and factor.args[1].is_Number and factor.args[1] < 0
+
+
+def formula_into(expr: sympy.Expr, u: str, dest: str, indent: str,
+                 constant: Callable[[sympy.Number], str], take: Callable[[], str],
+                 give: Callable[[str], None], helpers: set[str]) -> list[str] | None:
+    """Statements computing `expr` (a formula in U, with `u` the code of U) into `dest`, or
+    None when some part has no `out=` form. `dest` may be `u` only if `in_place_safe`."""
+    if not lowerable(expr):
+        return None
+    low = _Lowering(u, constant, take, give, helpers)
+    low.into(expr, dest)
+    return [indent + line for line in low.lines]

@@ -55,6 +55,7 @@ class Emitter:
     _free: dict[str, list[str]] = field(default_factory=dict)   # shape -> scratch not in use
     _escaping: set[Node] = field(default_factory=set)
     _passed_on: set[Node] = field(default_factory=set)
+    _widened: dict[Node, tuple[str, int]] = field(default_factory=dict)   # node -> its own code
     placed: dict[Node, tuple[Node, int]] = field(default_factory=dict)  # part -> (concat, k)
     _whole_slots: set[str] = field(default_factory=set)   # names of `seq[t]`-like slots
 
@@ -195,6 +196,34 @@ class Emitter:
                 lines.append(f"{indent}{ident} = {self.expr(node)[0]}")
             self.env[node] = (ident, ATOM)
         return lines
+
+    def widen(self, region: list[Node], indent: str) -> list[str]:
+        """Per-call values the loop combines elementwise with [B, ...] ones (a peephole
+        weight, a bias inside a gate), made [B, ...] arrays once per call: NumPy's loop over a
+        broadcast operand is much slower than over two arrays of one shape (0.8 against
+        0.3 us at B=1, n=32; 4.5 against 2.5 us at B=64, n=512). `narrow` undoes it."""
+        inside, users = set(region), {}
+        for node in region:
+            for operand in node.src:
+                users.setdefault(operand, []).append(node)
+        lines = []
+        for node, readers in users.items():
+            if node in inside or node.batched or node not in self.env or node in self._widened:
+                continue
+            if all(r.op in (Op.GATE, Op.SUM) and r.batched and self.shape(r) == self.shape(node)
+                   for r in readers):
+                code = self.env[node][0]
+                name = self.namer.name(f"{code}_rows" if code.isidentifier() else "rows")
+                dims = ", ".join(["B"] + [self.dim(d) for d in self.shape(node)])
+                lines.append(f"{indent}{name} = np.ascontiguousarray(np.broadcast_to({code}, ({dims})))")
+                self._widened[node] = self.env[node]
+                self.env[node] = (name, ATOM)
+        return lines
+
+    def narrow(self) -> None:
+        """The per-call values as themselves again (after the loop)."""
+        self.env.update(self._widened)
+        self._widened.clear()
 
     def _gets_buffer(self, node: Node) -> bool:
         """A named value of the loop (optimised code) computed into an array made before

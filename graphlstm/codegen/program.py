@@ -413,6 +413,7 @@ class ModuleWriter:
         dests.update({node: operand for node, operand in self.layout.over.items()
                       if node not in dests})
         em.buffered, em.carried = plan.optimize, list(zip(updates, states))
+        lines += em.widen(plan.loop, I1) if plan.optimize else []
         body += em.block(plan.loop, I2, 1, keep=set(outs + updates), dests=dests)
         lines += em.scratch_lines(I1)
         lines.append(f"{I1}for t in range(T):")
@@ -425,6 +426,7 @@ class ModuleWriter:
         if states:
             body += em.carry([self.leaf_names[s] for s in states], updates, I2)
         lines += body if any(line.strip() for line in body) else [f"{I2}pass"]
+        em.narrow()
         lines += self.record_tape(em) if self.with_backward else []
         ys_text = ", ".join(f'"{o}": {ys[o]}' if o in ys else f'"{o}": {self.output_views[o]}'
                             for o in c.outputs)
@@ -699,6 +701,7 @@ class BackwardWriter:
         dests = {n: slot for n, slot in self.slot.items() if n in set(region)}
         carried = [self.results[grad_name(s.arg)] for s in states]
         em.buffered, em.carried = plan.optimize, [(r, self.seeds[s.arg + "'"]) for r, s in zip(carried, states)]
+        lines += em.widen(region, I1) if plan.optimize else []
         body += em.block(region, I2, 1, keep=set(names) & set(region), names=names, dests=dests)
         for leaf, name in self.accumulate:
             expr = em.expr(self.results[grad_name(leaf.arg)])[0]
@@ -708,6 +711,7 @@ class BackwardWriter:
             body += em.carry([self.carried[s] for s in states], carried, I2)
         state_seeds = {self.seeds[s.arg + "'"] for s in states}
         em.forget(set(region) | state_seeds | set(fwd.leaves_of(Op.INPUT)))
+        em.narrow()
         lines += em.scratch_lines(I1)
         lines += [f"{I1}# Backward through time", f"{I1}for t in range(T - 1, -1, -1):"]
         return lines + (body if body else [f"{I2}pass"])

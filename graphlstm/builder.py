@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import ast
 from numbers import Real
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import sympy
 
@@ -23,6 +23,9 @@ from .errors import SpecError
 from .ir import Node, Op
 from .nonlin import BUILTINS, U, Nonlinearity, affine, formula_from_ast, stabilise
 from .shapes import Unifier, show, size_symbol
+
+if TYPE_CHECKING:
+    from .cell import Cell
 
 Position = tuple[int, int] | None
 

@@ -25,10 +25,10 @@ def test_forward_equals_reference_interpreter(any_cell):
             np.testing.assert_allclose(st[k], st_ref[k], rtol=0, atol=1e-13)
 
 
-def test_optimised_equals_plain(any_cell):
-    sizes = default_sizes(any_cell)
-    params, xs, state0, dys, dstate = random_problem(any_cell, sizes, T=6, B=3, seed=2)
-    fast, plain = gl.compile(any_cell), gl.compile(any_cell, optimize=False)
+def _assert_optimised_equals_plain(cell, sizes) -> None:
+    """Forward and backward of gl.compile(cell) and of its plain code agree to 1e-12."""
+    params, xs, state0, dys, dstate = random_problem(cell, sizes, T=6, B=3, seed=2)
+    fast, plain = gl.compile(cell), gl.compile(cell, optimize=False)
     for a, b in zip(fast.forward(params, xs, state0), plain.forward(params, xs, state0)):
         for k in a:
             np.testing.assert_allclose(a[k], b[k], rtol=0, atol=1e-12)
@@ -37,6 +37,10 @@ def test_optimised_equals_plain(any_cell):
     assert set(g1) == set(g2)
     for k in g1:
         np.testing.assert_allclose(g1[k], g2[k], rtol=0, atol=1e-12, err_msg=k)
+
+
+def test_optimised_equals_plain(any_cell):
+    _assert_optimised_equals_plain(any_cell, default_sizes(any_cell))
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -233,15 +237,7 @@ def test_formulas_are_lowered_to_out_calls_in_the_loop():
     for header in ("def forward(", "def backward("):
         assert _allocating(_loop_body(src, header)) == [], header
     assert "np.exp(" in src and ", out=" in src
-    params, xs, state0, dys, dstate = random_problem(cell, {"n_in": 3, "n": 4}, T=4, B=2, seed=2)
-    fast, plain = gl.compile(cell), gl.compile(cell, optimize=False)
-    for a, b in zip(fast.forward(params, xs, state0), plain.forward(params, xs, state0)):
-        for k in a:
-            np.testing.assert_allclose(a[k], b[k], rtol=0, atol=1e-12)
-    g1 = fast.backward(params, xs, state0, dys, dstate)
-    g2 = plain.backward(params, xs, state0, dys, dstate)
-    for k in g1:
-        np.testing.assert_allclose(g1[k], g2[k], rtol=0, atol=1e-12, err_msg=k)
+    _assert_optimised_equals_plain(cell, {"n_in": 3, "n": 4})
 
 
 @pytest.mark.parametrize("name", ["mgu", "rnn", "gru", "lstm", "gru_torch"])

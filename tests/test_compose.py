@@ -122,7 +122,7 @@ def test_bidirectional_gradients(layers, optimize):
 
 def test_bidirectional_source_is_standalone(tmp_path):
     bi = gl.bidirectional(RNN, layers=2)
-    path = bi.compile().save(tmp_path / "birnn.py")
+    bi.compile().save(tmp_path / "birnn.py")
     params, xs, state0, dys, _ = random_problem(bi, {"n_in": 3, "n": 4}, T=4, B=2, seed=5)
     np.savez(tmp_path / "data.npz", xs=xs["x"], dy=dys["h"], **{f"p_{k}": v for k, v in params.items()})
     script = (

@@ -81,15 +81,17 @@ class _Lowering:
             return self.constant(e)
         return None
 
-    def operand(self, e: sympy.Expr) -> tuple[str, bool]:
-        """(code, borrowed): an atom as itself, anything else computed into a scratch array
-        (borrowed: the caller gives it back once read)."""
+    def using(self, e: sympy.Expr, line: Callable[[str], str]) -> None:
+        """Emit `line(code of e)`: an atom as itself, anything else computed first into a
+        scratch array, which is given back once the line has read it."""
         text = self.atom(e)
         if text is not None:
-            return text, False
+            self.emit(line(text))
+            return
         scratch = self.take()
         self.into(e, scratch)
-        return scratch, True
+        self.emit(line(scratch))
+        self.give(scratch)
 
     def into(self, e: sympy.Expr, dest: str) -> None:
         """Compute `e` into the array `dest`."""
@@ -113,10 +115,7 @@ class _Lowering:
             if type(e) is sympy.Heaviside:
                 first, second = e.args
             a = self.arg_into(first, dest)
-            b, borrowed = self.operand(second)
-            self.emit(f"{BINARY[type(e)]}({a}, {b}, out={dest})")
-            if borrowed:
-                self.give(b)
+            self.using(second, lambda b: f"{BINARY[type(e)]}({a}, {b}, out={dest})")
 
     def arg_into(self, e: sympy.Expr, dest: str) -> str:
         """A function's argument: an atom as itself, else computed into `dest` (which the
@@ -132,37 +131,26 @@ class _Lowering:
                  for t in e.as_ordered_terms()]
         terms.sort(key=lambda t: not t[0].has(U))       # the term with u first (stable)
         (first, negated), rest = terms[0], terms[1:]
-        if self.atom(first) is not None and rest:       # `1 - u`: one call reads both
+        a = self.atom(first)
+        if a is not None:                                # `1 - u`: one call reads both
             second, neg2 = rest.pop(0)
-            b, borrowed = self.operand(second)
-            a = self.atom(first)
-            if negated and neg2:
-                self.emit(f"np.add({a}, {b}, out={dest})")
+            if negated and neg2:                         # -a - b = -(a + b)
+                self.using(second, lambda b: f"np.add({a}, {b}, out={dest})")
                 self.emit(f"np.negative({dest}, out={dest})")
-            elif negated:
-                self.emit(f"np.subtract({b}, {a}, out={dest})")
-            elif a == dest:                               # u is already where the result goes
-                self.emit(f"{dest} {'-' if neg2 else '+'}= {b}")
+            elif negated:                                # -a + b = b - a
+                self.using(second, lambda b: f"np.subtract({b}, {a}, out={dest})")
+            elif a == dest:                              # u is already where the result goes
+                self.using(second, lambda b: f"{dest} {'-' if neg2 else '+'}= {b}")
             else:
-                self.emit(f"np.{'subtract' if neg2 else 'add'}({a}, {b}, out={dest})")
-            if borrowed:
-                self.give(b)
+                self.using(second, lambda b: f"np.{'subtract' if neg2 else 'add'}({a}, {b}, out={dest})")
         else:
             self.into(first, dest)
-            if negated:                                  # `c - x`: subtract x from the next term
-                if rest and not rest[0][1]:
-                    second, _ = rest.pop(0)
-                    b, borrowed = self.operand(second)
-                    self.emit(f"np.subtract({b}, {dest}, out={dest})")
-                    if borrowed:
-                        self.give(b)
-                else:
-                    self.emit(f"np.negative({dest}, out={dest})")
+            if negated and rest and not rest[0][1]:      # `c - x`: x subtracted from c
+                self.using(rest.pop(0)[0], lambda b: f"np.subtract({b}, {dest}, out={dest})")
+            elif negated:
+                self.emit(f"np.negative({dest}, out={dest})")
         for term, neg in rest:
-            b, borrowed = self.operand(term)
-            self.emit(f"{dest} {'-' if neg else '+'}= {b}")
-            if borrowed:
-                self.give(b)
+            self.using(term, lambda b: f"{dest} {'-' if neg else '+'}= {b}")
 
     def product_into(self, e: sympy.Expr, dest: str) -> None:
         coeff, _ = e.as_coeff_Mul()
@@ -177,22 +165,16 @@ class _Lowering:
         den = [1 / f for f in factors if _is_denominator(f)]
         num.sort(key=lambda f: not f.has(U))
         first = num.pop(0) if num else sympy.S.One
-        if self.atom(first) is not None and (num or den):   # `u * v`, `u / v`: one call
-            op, second = ("multiply", num.pop(0)) if num else ("divide", den.pop(0))
-            b, borrowed = self.operand(second)
-            a = self.atom(first)
-            self.emit(f"{dest} {'*' if op == 'multiply' else '/'}= {b}" if a == dest
-                      else f"np.{op}({a}, {b}, out={dest})")
-            if borrowed:
-                self.give(b)
+        a = self.atom(first)
+        if a is not None and (num or den):              # `u * v`, `u / v`: one call
+            op, sign, second = ("multiply", "*", num.pop(0)) if num else ("divide", "/", den.pop(0))
+            self.using(second, lambda b: f"{dest} {sign}= {b}" if a == dest
+                       else f"np.{op}({a}, {b}, out={dest})")
         else:
             self.into(first, dest)
-        for factors_, op in ((num, "*="), (den, "/=")):
+        for factors_, sign in ((num, "*"), (den, "/")):
             for factor in factors_:
-                b, borrowed = self.operand(factor)
-                self.emit(f"{dest} {op} {b}")
-                if borrowed:
-                    self.give(b)
+                self.using(factor, lambda b: f"{dest} {sign}= {b}")
 
     def power_into(self, e: sympy.Expr, dest: str) -> None:
         base, exp = e.args
@@ -208,10 +190,7 @@ class _Lowering:
         elif exp.is_Integer:
             self.emit(f"np.power({a}, {int(exp)}, out={dest})")
         else:
-            b, borrowed = self.operand(exp)
-            self.emit(f"np.power({a}, {b}, out={dest})")
-            if borrowed:
-                self.give(b)
+            self.using(exp, lambda b: f"np.power({a}, {b}, out={dest})")
 
 
 def _is_denominator(factor: sympy.Expr) -> bool:

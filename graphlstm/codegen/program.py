@@ -26,7 +26,7 @@ from ..shapes import show
 from .. import ops
 from .printer import ATOM
 from .emit import Emitter
-from .layout import Location, Sequence, plan_layout
+from .layout import Sequence, plan_layout
 from .naming import Namer
 from .runtime import HELPERS, VALIDATION
 
@@ -700,7 +700,8 @@ class BackwardWriter:
         body += self.step_views(em, region)
         dests = {n: slot for n, slot in self.slot.items() if n in set(region)}
         carried = [self.results[grad_name(s.arg)] for s in states]
-        em.buffered, em.carried = plan.optimize, [(r, self.seeds[s.arg + "'"]) for r, s in zip(carried, states)]
+        em.buffered = plan.optimize
+        em.carried = [(r, self.seeds[s.arg + "'"]) for r, s in zip(carried, states)]
         lines += em.widen(region, I1) if plan.optimize else []
         body += em.block(region, I2, 1, keep=set(names) & set(region), names=names, dests=dests)
         for leaf, name in self.accumulate:

@@ -53,6 +53,7 @@ class Emitter:
     carried: list[tuple[Node, Node]] = field(default_factory=list)  # (next step's value, input it becomes)
     buffers: dict[Node, str] = field(default_factory=dict)   # loop value -> its array
     _free: dict[str, list[str]] = field(default_factory=dict)   # shape -> scratch not in use
+    _tmp_count: dict[str, int] = field(default_factory=dict)    # shape -> scratch arrays made
     _escaping: set[Node] = field(default_factory=set)
     _passed_on: set[Node] = field(default_factory=set)
     _widened: dict[Node, tuple[str, int]] = field(default_factory=dict)   # node -> its own code
@@ -380,8 +381,8 @@ class Emitter:
         if free:
             return free.pop()
         last = shape.strip("(,)").split(",")[-1].replace("*", "").replace(" ", "")
-        count = sum(1 for _, other in self.scratch if other == shape)
-        name = self.namer.name(f"tmp_{last}" + (f"_{count + 1}" if count else ""))
+        count = self._tmp_count[shape] = self._tmp_count.get(shape, 0) + 1
+        name = self.namer.name(f"tmp_{last}" + (f"_{count}" if count > 1 else ""))
         self.scratch.append((name, shape))
         return name
 

@@ -198,6 +198,13 @@ class Emitter:
             self.env[node] = (ident, ATOM)
         return lines
 
+    def enter_loop(self, region: list[Node], carried: list[tuple[Node, Node]], optimize: bool,
+                   indent: str) -> list[str]:
+        """Before a time loop's block: whether its values get arrays made before the loop,
+        which values the next step reads, and (optimised) the widened per-call vectors."""
+        self.buffered, self.carried = optimize, carried
+        return self.widen(region, indent) if optimize else []
+
     def widen(self, region: list[Node], indent: str) -> list[str]:
         """Per-call values the loop combines elementwise with [B, ...] ones (a peephole
         weight, a bias inside a gate), made [B, ...] arrays once per call: NumPy's loop over a
@@ -235,6 +242,10 @@ class Emitter:
         inputs = [given for value, given in self.carried if value is node]
         if len(inputs) > 1 or any(given in self._passed_on for given in inputs):
             return False                  # its variable's array is carried on: no array to swap
+        return self._fills_array(node)
+
+    def _fills_array(self, node: Node) -> bool:
+        """A value whose code can write into a given array (`into` without a temporary)."""
         if node.op is Op.NONLIN:
             return lowerable(node.arg.expr) and computes_array(node)
         return node.op in (Op.GATE, Op.SUM, Op.CONCAT) or \
@@ -370,10 +381,7 @@ class Emitter:
     def _needs_scratch(self, operand: Node) -> bool:
         if not (self.buffered and self._lead == 1) or operand in self.env or not operand.batched:
             return False
-        if operand.op is Op.NONLIN:
-            return lowerable(operand.arg.expr) and computes_array(operand)
-        return operand.op in (Op.GATE, Op.SUM, Op.MATMUL, Op.CONCAT) and \
-            (operand.op is not Op.MATMUL or len(self.shape(operand.src[0])) == 2)
+        return self._fills_array(operand)
 
     def take(self, shape: str) -> str:
         """A scratch array of this shape, made before the loop, not in use."""
@@ -416,7 +424,7 @@ class Emitter:
             return None
         shape = self._full_shape(node)
         take = lambda: self.take(shape)                          # noqa: E731
-        give = lambda name: self._free[shape].append(name)       # noqa: E731
+        give = lambda name: self._give((shape, name))            # noqa: E731
         lines += formula_into(expr, u, dest, indent, self.constant, take, give, self.helpers)
         return lines + self._give(lent)
 

@@ -412,8 +412,7 @@ class ModuleWriter:
         self.index_pre(em)
         dests.update({node: operand for node, operand in self.layout.over.items()
                       if node not in dests})
-        em.buffered, em.carried = plan.optimize, list(zip(updates, states))
-        lines += em.widen(plan.loop, I1) if plan.optimize else []
+        lines += em.enter_loop(plan.loop, list(zip(updates, states)), plan.optimize, I1)
         body += em.block(plan.loop, I2, 1, keep=set(outs + updates), dests=dests)
         lines += em.scratch_lines(I1)
         lines.append(f"{I1}for t in range(T):")
@@ -700,9 +699,8 @@ class BackwardWriter:
         body += self.step_views(em, region)
         dests = {n: slot for n, slot in self.slot.items() if n in set(region)}
         carried = [self.results[grad_name(s.arg)] for s in states]
-        em.buffered = plan.optimize
-        em.carried = [(r, self.seeds[s.arg + "'"]) for r, s in zip(carried, states)]
-        lines += em.widen(region, I1) if plan.optimize else []
+        inputs = [self.seeds[s.arg + "'"] for s in states]
+        lines += em.enter_loop(region, list(zip(carried, inputs)), plan.optimize, I1)
         body += em.block(region, I2, 1, keep=set(names) & set(region), names=names, dests=dests)
         for leaf, name in self.accumulate:
             expr = em.expr(self.results[grad_name(leaf.arg)])[0]

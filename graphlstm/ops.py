@@ -340,8 +340,27 @@ def _code_sum(node, args, ctx):
 
 def _code_bsum(node, args, ctx):
     lead = ctx.lead(node.src[0])
+    product = _inlined_product(node.src[0], ctx)
+    if product is not None and lead == 2:
+        # sum over steps and batch of a * b (a peephole weight's gradient): einsum reads both
+        # in one pass, where `(a * b).sum(...)` makes a [T, B, ...] array first
+        lead_axes, feature_axes = "tb", "ijkl"[:len(ctx.shape(node))]
+        spec = f"{lead_axes}{feature_axes},{lead_axes}{feature_axes}->{feature_axes}"
+        a, b = (ctx.expr(s)[0] for s in product.src)
+        return f'np.einsum("{spec}", {a}, {b})', ATOM
     axes = "0" if lead == 1 else "(" + ", ".join(map(str, range(lead))) + ")"
     return f"{_p(args[0], ATOM)}.sum(axis={axes})", ATOM
+
+
+def _inlined_product(node, ctx):
+    """`node` when it is a product of two operands of its own shape written inline (not
+    named), so its batch sum can be computed without it; else None."""
+    if node.op is not Op.GATE or node in ctx.env or len(node.src) != 2:
+        return None
+    shape = ctx.shape(node)
+    if any(ctx.shape(s) != shape or not s.batched for s in node.src):
+        return None
+    return node
 
 
 def _code_bcast(node, args, ctx):

@@ -134,6 +134,14 @@ def _plan_in_place(plan, out: Layout, loop: set[Node], pinned: set[Node], fixed:
         return len(users.get(n, ())) == 1 and n not in pinned
 
     pre = set(plan.pre)
+    for node in plan.pre:                             # zx = (x @ W.T)[..., :2n]; zx += b
+        if node.op in (Op.SUM, Op.GATE) and node not in fixed:
+            target = next((s for s in node.src if s.op is Op.SLICE and s in pre and dead(s)
+                           and _owned(s, out, users, pinned)
+                           and plan.fwd.shapes[s] == plan.fwd.shapes[node]
+                           and s.batched == node.batched), None)
+            if target is not None:
+                out.over[node] = target
     for node in plan.loop:
         if node in out.home or node in fixed:        # results are computed into their arrays
             continue

@@ -458,6 +458,9 @@ class ModuleWriter:
                     lines.append(f"{I1}{name} = np.empty({self.shape_text(seq.root, fn, ('T + 1', 'B'))}, "
                                  f"dtype)  # slot T: for the backward")
                     dests[seq.root] = f"{name}[:T]"
+            pre = set(plan.pre)
+            dests.update({node: operand for node, operand in self.layout.over.items()
+                          if node in pre})
             lines += em.block(plan.pre, I1, 2, keep=keep, dests=dests)
             for seq in self.layout.seqs:
                 if seq.kind == "pre" and not seq.spare:

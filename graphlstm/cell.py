@@ -56,7 +56,14 @@ class Cell:
 
     def init_params(self, sizes: Mapping[str, int], seed: int = 0,
                     dtype="float64") -> dict[str, np.ndarray]:
-        """Random parameters, uniform in ±1/sqrt(fan-in) as PyTorch initialises RNNs."""
+        """Random parameters, uniform in ±1/sqrt(fan-in) as PyTorch initialises RNNs, in
+        float32 or float64: the dtypes compiled programs run in."""
+        try:
+            ok = np.dtype(dtype) in (np.float32, np.float64)
+        except TypeError:
+            ok = False
+        if not ok:
+            raise ValueError(f"dtype must be float32 or float64, got {dtype!r}")
         rng = np.random.default_rng(seed)
         out = {}
         for name, shape in self.param_shapes(sizes).items():

@@ -78,11 +78,11 @@ def draw(target, path: str | Path | None, fmt: str, highlight=None):
 
 # -- render -----------------------------------------------------------------------------------
 def render_target(cell, unroll: int | None, backward: bool):
-    """What to draw: the cell, its unrolled graph or its backward step."""
+    """What to draw: the cell, its unrolled graph, its backward step, or both flags:
+    backprop through T steps (the backward graph of the unrolled one)."""
     import graphlstm as gl
-    if unroll is not None:
-        return gl.unroll(cell, unroll)
-    return gl.grad(cell) if backward else cell
+    target = cell if unroll is None else gl.unroll(cell, unroll)
+    return gl.grad(target) if backward else target
 
 
 def output_format(output: str | None, fmt: str | None) -> str:
@@ -266,9 +266,9 @@ def add_cell(p: argparse.ArgumentParser) -> None:
 def render_args(p: argparse.ArgumentParser) -> None:
     add_cell(p)
     p.add_argument("-o", "--output", metavar="FILE", help="write here (format from suffix)")
-    what = p.add_mutually_exclusive_group()
-    what.add_argument("--unroll", type=int, metavar="T", help="draw T steps unrolled")
-    what.add_argument("--backward", action="store_true", help="draw the backward step")
+    p.add_argument("--unroll", type=int, metavar="T", help="draw T steps unrolled")
+    p.add_argument("--backward", action="store_true",
+                   help="draw the backward step (with --unroll: backprop through T steps)")
     p.add_argument("--format", choices=FORMATS, help="svg (default), png, pdf or dot")
     p.add_argument("--highlight", nargs="+", metavar="NAME", help="names to emphasise")
 

@@ -11,27 +11,17 @@ import numpy as np
 
 from . import ops
 from .ir import Function, Op, concrete_shape
+from .shapes import read_sizes
 
 
 def infer_sizes(fn: Function, values: Mapping[str, np.ndarray]) -> dict[str, int]:
-    """Read the size symbols off leaf arrays (a dimension that is one symbol gives it)."""
-    import sympy
-    sizes: dict[str, int] = {}
-    pending = []
+    """Read the size symbols off leaf arrays (see `shapes.read_sizes`)."""
+    dims = []
     for leaf in fn.leaves:
-        if leaf.arg not in values:
-            continue
-        arr = np.asarray(values[leaf.arg])
-        dims = arr.shape[1:] if leaf.batched else arr.shape
-        pending += list(zip(fn.shapes[leaf], dims))
-    for _ in range(3):
-        for dim, actual in pending:
-            expr = sympy.sympify(dim).xreplace({sympy.Symbol(k, integer=True, positive=True):
-                                                sympy.Integer(v) for k, v in sizes.items()})
-            free = list(expr.free_symbols)
-            if len(free) == 1 and expr.coeff(free[0]) == 1:
-                sizes[str(free[0])] = int(actual - (expr - free[0]))
-    return sizes
+        if leaf.arg in values:
+            arr = np.asarray(values[leaf.arg])
+            dims += zip(fn.shapes[leaf], arr.shape[1:] if leaf.batched else arr.shape)
+    return read_sizes(dims, fn.shapes.values())
 
 
 def run(fn: Function, values: Mapping[str, np.ndarray], sizes: Mapping[str, int] | None = None,

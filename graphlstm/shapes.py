@@ -63,6 +63,41 @@ class Unifier:
         return out
 
 
+def read_sizes(dims, shapes) -> dict[str, int]:
+    """The size symbols read off (symbolic dimension, actual length) pairs: a dimension with
+    one unknown symbol gives it (`n_in + n` once n is known, `2*n`), as does one whose unknowns
+    occur only as their sum in all of `shapes` (see `only_as_sum`)."""
+    sizes: dict[str, int] = {}
+    for _ in range(3):
+        for dim, actual in dims:
+            expr = sympy.sympify(dim).xreplace({size_symbol(k): sympy.Integer(v)
+                                                for k, v in sizes.items()})
+            free = sorted(expr.free_symbols, key=str)
+            if len(free) == 1:
+                coeff = expr.coeff(free[0])
+                value = sympy.sympify((actual - (expr - coeff * free[0])) / coeff) if coeff else None
+                if value is not None and value.is_Integer:
+                    sizes[str(free[0])] = int(value)
+            elif free and all(expr.coeff(s) == 1 for s in free) and only_as_sum(free, shapes):
+                sizes[str(free[0])] = int(actual - (expr - sum(free)))
+                sizes.update({str(s): 0 for s in free[1:]})
+    return sizes
+
+
+def only_as_sum(sizes, shapes) -> bool:
+    """Whether the sizes occur only as their sum in every one of `shapes` (`x[a + b]`, no `a`
+    alone): computing with the sum alone is then exact, so when only the sum can be read off
+    the arrays, the first size may carry it and the others be 0."""
+    first, *others = [sympy.sympify(s) for s in sizes]
+    total = sympy.Dummy("total")
+    for shape in shapes:
+        for dim in shape:
+            dim = sympy.expand(sympy.sympify(dim).subs(first, total - sum(others)))
+            if dim.free_symbols & set(others):
+                return False
+    return True
+
+
 def show(dim_or_shape) -> str:
     """A size or shape as a user writes it: `n_in + n`, `[n, n_in + n]`."""
     if isinstance(dim_or_shape, tuple):

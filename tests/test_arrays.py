@@ -172,6 +172,42 @@ def test_a_size_read_off_a_sum_is_never_negative():
     _expect_value_error(lambda: prog.forward(params, xs), ["xs['v']", "[T, B, m + n_in]"])
 
 
+@pytest.mark.parametrize("text", [
+    "input x[a + b]\nstate h[n]\nh' = tanh(W @ [x, h])\noutput h'\n",
+    "input x[a + b]\nstate h[a + b]\nh' = tanh(x + h)\noutput h'\n",
+    "input x[n_in]\nstate h[a + b + 1]\nh' = tanh(W @ [x, h] + c)\noutput h'\n"])
+def test_sizes_that_only_occur_as_a_sum_need_not_be_separable(text):
+    cell = gl.parse(text)
+    sizes = {s: k + 2 for k, s in enumerate(cell.sizes)}
+    problem = random_problem(cell, sizes, T=3, B=2)
+    params, xs, state0, dys, dstate = problem
+    plain, optimised = gl.compile(cell, optimize=False), gl.compile(cell)
+    for s0 in (None, state0):                       # a and b are never needed apart
+        ys, state_T = optimised.forward(params, xs, s0)
+        expected, _ = run_sequence(cell, params, xs, s0)
+        np.testing.assert_allclose(ys["h"], expected["h"], rtol=1e-12)
+    grads = optimised.backward(params, xs, state0, dys, dstate)
+    for k, g in plain.backward(params, xs, state0, dys, dstate).items():
+        np.testing.assert_allclose(grads[k], g, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("name", ["lstm", "gru_torch", "mgu"])
+def test_a_state_of_size_zero_runs(name):
+    cell = gl.zoo.get(name)
+    params = cell.init_params({"n_in": 3, "n": 0})
+    x = np.ones((4, 2, 3))
+    ys, state_T = gl.compile(cell).forward(params, x)
+    grads = gl.compile(cell).backward(params, x, None, {"h": ys["h"]})
+    assert ys["h"].shape == (4, 2, 0) and state_T["h"].shape == (2, 0)
+    np.testing.assert_array_equal(grads["x"], np.zeros((4, 2, 3)))
+
+
+@pytest.mark.parametrize("dtype", ["int32", "float16", "bogus"])
+def test_init_params_makes_only_the_dtypes_programs_run_in(dtype):
+    _expect_value_error(lambda: RNN.init_params({"n_in": 2, "n": 3}, dtype=dtype),
+                        ["float32 or float64", dtype])
+
+
 # -- valid but unusual arrays ---------------------------------------------------------------
 
 def _results(prog, problem):

@@ -57,7 +57,6 @@ def test_top_level_help_lists_the_commands(capsys):
 
 
 @pytest.mark.parametrize("argv", [[], ["bogus"], ["check"], ["check", "rnn", "--T", "x"],
-                                  ["render", "lstm", "--unroll", "2", "--backward"],
                                   ["codegen", "lstm", "--backward", "--forward-only"]])
 def test_usage_errors_are_one_line(capsys, argv):
     code, _, err = run_exit(capsys, *argv)
@@ -229,6 +228,14 @@ def test_render_writes_files(capsys, tmp_path, extra, suffix):
     path = tmp_path / f"out.{suffix}"
     code, _, err = run(capsys, "render", "rnn", "-o", str(path), *extra)
     assert code == 0 and path.exists() and path.stat().st_size > 0
+
+
+@needs_render
+def test_render_unrolled_backward_draws_backprop_through_time(capsys, tmp_path):
+    path = tmp_path / "bptt.svg"
+    code, _, _ = run(capsys, "render", "rnn", "--unroll", "2", "--backward", "-o", str(path))
+    text = path.read_text()
+    assert code == 0 and "∂x@0" in text and "∂x@1" in text and "∂h@0" in text
 
 
 @needs_render

@@ -22,7 +22,7 @@ import sympy
 
 from ..autodiff import grad_name, vjp
 from ..ir import Function, Node, Op
-from ..shapes import show
+from ..shapes import only_as_sum, show
 from .. import ops
 from .printer import ATOM
 from .emit import Emitter
@@ -353,12 +353,23 @@ class ModuleWriter:
                 for axis, dim in enumerate(shape, start=len(lead)):
                     expr = sympy.sympify(dim)
                     free = [s for s in expr.free_symbols if str(s) not in known]
-                    if len(free) == 1 and expr.coeff(free[0]) == 1:
-                        rest = self._dim(expr - free[0])
-                        known.add(str(free[0]))
-                        out.append((str(free[0]), f'_size("{what}", {what}, {axis}, {rest}, '
-                                                   f'"{show(lead + shape)}")', f"{what}.shape[{axis}]"))
+                    if not free or any(expr.coeff(s) != 1 for s in free):
+                        continue
+                    if len(free) > 1 and not self._only_together(free):
+                        continue
+                    first, *others = sorted(free, key=lambda s: self.cell.sizes.index(str(s)))
+                    rest = self._dim(expr - first - sum(others))
+                    known.update(map(str, free))
+                    out.append((str(first), f'_size("{what}", {what}, {axis}, {rest}, '
+                                            f'"{show(lead + shape)}")', f"{what}.shape[{axis}]"))
+                    together = " + ".join(map(str, [first, *others]))
+                    out += [(str(s), "0", f"0: only {together} is used") for s in others]
         return out
+
+    def _only_together(self, sizes: list) -> bool:
+        c = self.cell
+        return only_as_sum(sizes, [*map(c.shape, (*c.inputs, *c.states, *c.params, *c.outputs)),
+                                   *self.step.shapes.values()])
 
     def _unreadable(self, size: str, optional, indent: str = I1) -> str:
         states = [a for a in optional[0][1] if any(size in map(str, sympy.sympify(d).free_symbols)

@@ -51,13 +51,15 @@ def _softplus(x):
 def _dot(a, b, out=None):
     """a @ b over every leading axis of a as one GEMM ([T, B, n] @ [n, m]); NumPy's stacked
     matmul would make T smaller ones, several times slower. `out`: a contiguous array."""
-    flat = None if out is None else out.reshape(-1, b.shape[-1])
-    return np.matmul(a.reshape(-1, a.shape[-1]), b, out=flat).reshape(a.shape[:-1] + (b.shape[-1],))
+    rows = int(np.prod(a.shape[:-1]))       # counted, not inferred with -1: a size may be 0
+    flat = None if out is None else out.reshape(rows, b.shape[-1])
+    return np.matmul(a.reshape(rows, a.shape[-1]), b, out=flat).reshape(a.shape[:-1] + (b.shape[-1],))
 ''',
     "_flat": '''
 def _flat(a):
-    """[T, B, n] -> [T*B, n], so one GEMM sums over every step and example."""
-    return a.reshape(-1, a.shape[-1])
+    """[T, B, n] -> [T*B, n], so one GEMM sums over every step and example (rows counted,
+    not inferred with -1: any size may be 0)."""
+    return a.reshape(int(np.prod(a.shape[:-1])), a.shape[-1])
 ''',
 }
 
@@ -106,3 +108,4 @@ def _expect(what, value, shape, expected, sizes=""):
         raise ValueError(f"{what} has shape {value.shape}; expected {expected} = {shape}"
                          + (f" ({sizes})" if sizes else ""))
 '''
+

@@ -29,7 +29,7 @@ import sympy
 
 from .. import ops
 from ..ir import Function, Node, Op
-from ..shapes import show
+from ..shapes import read_sizes, show
 from .naming import RESERVED, Namer, identifier
 from ..nonlin import U
 from .printer import ATOM, MUL, Printer, print_nonlinearity
@@ -701,22 +701,11 @@ class TorchProgram:
 
 
 def infer_sizes(model, params: Mapping) -> dict[str, int]:
-    """Read size symbols off parameter shapes (a dimension with one unknown symbol)."""
-    sizes: dict[str, int] = {}
-    for _ in range(3):
-        for name, value in params.items():
-            if name not in model.params:
-                continue
-            for dim, actual in zip(model.shape(name), np.shape(value)):
-                expr = sympy.sympify(dim).xreplace({sympy.Symbol(k, integer=True, positive=True):
-                                                    sympy.Integer(v) for k, v in sizes.items()})
-                free = list(expr.free_symbols)
-                if len(free) == 1:
-                    coeff = expr.coeff(free[0])
-                    value = (actual - (expr - coeff * free[0])) / coeff if coeff else None
-                    if value is not None and sympy.sympify(value).is_Integer:
-                        sizes[str(free[0])] = int(value)
-    return sizes
+    """Read size symbols off parameter shapes (see `shapes.read_sizes`)."""
+    dims = [pair for name, value in params.items() if name in model.params
+            for pair in zip(model.shape(name), np.shape(value))]
+    names = (*model.params, *getattr(model, "inputs", ()), *getattr(model, "states", ()))
+    return read_sizes(dims, [model.shape(name) for name in names])
 
 
 def _concrete(shape, sizes, lead=()) -> tuple[int, ...]:

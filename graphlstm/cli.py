@@ -37,6 +37,8 @@ def load_cell(spec: str):
         return gl.load(path)
     if spec in gl.zoo.names():
         return gl.zoo.get(spec)
+    if path.is_dir():
+        raise CLIError(f"{spec} is a directory; give a .cell file or a zoo name")
     if spec.endswith(".cell") or "/" in spec or "\\" in spec:
         raise CLIError(f"no such file: {spec}")
     raise CLIError(f"'{spec}' is neither a .cell file nor a zoo cell; "

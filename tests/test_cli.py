@@ -184,6 +184,13 @@ def test_missing_file(capsys):
     assert code == 1 and "no such file: no/such.cell" in err
 
 
+def test_a_directory_is_not_a_cell(capsys, tmp_path):
+    folder = tmp_path / "cells.cell"
+    folder.mkdir()
+    code, _, err = run(capsys, "equations", str(folder))
+    assert code == 1 and "is a directory" in err and len(err.strip().splitlines()) == 1
+
+
 def test_spec_error_shows_the_line_and_caret(capsys, tmp_path):
     path = tmp_path / "bad.cell"
     path.write_text(BAD_CELL)

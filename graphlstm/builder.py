@@ -110,6 +110,7 @@ class CellBuilder:
         self._shapes: dict[Node, tuple] = {}
         self._sizes: list[str] = []
         self._inputs: dict[str, Node] = {}
+        self._input_pos: dict[str, Position] = {}
         self._states: dict[str, Node] = {}
         self._state_pos: dict[str, Position] = {}
         self._params: dict[str, Node] = {}
@@ -166,7 +167,9 @@ class CellBuilder:
     def input(self, name: str, size) -> Value:
         """Declare a per-step input: a vector `name[size]`, or a feature map when `size` is
         a (channels, height, width) tuple."""
-        return self._leaf(Op.INPUT, name, self._value_shape(size), self._inputs)
+        value = self._leaf(Op.INPUT, name, self._value_shape(size), self._inputs)
+        self._input_pos[name] = self.position
+        return value
 
     def state(self, name: str, size) -> Value:
         """Declare a recurrent state (vector or feature map); give it one `update`."""
@@ -384,14 +387,20 @@ class CellBuilder:
         like its partner `like` in a sum or gate: a map when the partner is a map)."""
         node = value.node
         if node.op is Op.PARAM:
-            kind = self._param_kind.setdefault(node.arg, "vector")
-            if kind != "vector":
-                raise SpecError(f"parameter '{node.arg}' is a matrix; it can only be used "
-                                f"left of @")
+            self.check_not_matrix(value)
+            self._param_kind[node.arg] = "vector"
             if node not in self._shapes:
                 rank = len(like.shape) if like is not None and like.node in self._shapes else 1
                 self._shapes[node] = tuple(self.unifier.fresh(node.arg) for _ in range(rank))
         return value
+
+    def check_not_matrix(self, value) -> None:
+        """Refuse a matrix parameter where a vector is needed; separate from `_vector` so the
+        language can place the error at the operand, before any shape is given."""
+        node = value.node if isinstance(value, Value) else None
+        if node is not None and node.op is Op.PARAM \
+                and self._param_kind.get(node.arg, "vector") != "vector":
+            raise SpecError(f"parameter '{node.arg}' is a matrix; it can only be used left of @")
 
     def _pair(self, a, b) -> tuple[Value, Value]:
         """Both sides of a sum or gate as vectors; a new parameter takes its partner's rank."""
@@ -402,12 +411,24 @@ class CellBuilder:
 
     def _as_matrix(self, node: Node) -> tuple:
         kind = self._param_kind.setdefault(node.arg, "matrix")
+        if kind != "matrix" and node.arg in self._declared:
+            raise self._declared_not_matrix(node.arg)
         if kind != "matrix":
             raise SpecError(f"parameter '{node.arg}' is used as a vector elsewhere; "
                             f"a matrix parameter can only be used left of @")
         if node not in self._shapes:
             self._shapes[node] = (self.unifier.fresh(node.arg), self.unifier.fresh(node.arg))
         return self._shapes[node]
+
+    def _declared_not_matrix(self, name: str) -> SpecError:
+        """A `param` line gave the name a rank that is not a matrix's: the declaration, not
+        another use, is what conflicts with `@`."""
+        shape = self._shapes[self._params[name]]
+        what = "a vector" if len(shape) == 1 else "a feature map"
+        return SpecError(f"parameter '{name}' is declared as {what} {show(shape)}"
+                         f"{_line_of(self._param_pos.get(name))}, but left of @ it must be a "
+                         f"matrix: declare it `param {name}[out, in]` (a convolution: "
+                         f"[out, in, kh, kw])")
 
     def _equate_shapes(self, a: tuple, b: tuple, what: str) -> None:
         self._check_same_rank(a, b, what)
@@ -459,28 +480,16 @@ class CellBuilder:
             raise SpecError(f"'{name}' is {what}; it cannot be assigned")
 
     def _check_name(self, name: str) -> None:
-        if not isinstance(name, str) or not name.isidentifier() or not name.isascii():
-            raise SpecError(f"bad name {name!r}: names are ASCII identifiers")
-        if name.startswith("__"):
-            raise SpecError(f"bad name {name!r}: names may not start with '__'")
+        problem = name_problem(name)
+        if problem:
+            raise SpecError(f"bad name {name!r}: {problem}")
 
     # -- the result -----------------------------------------------------------------------
     def build(self, source: str | None = None) -> "Cell":
         """Check completeness (every state updated, every shape known) and make the Cell."""
         from .cell import Cell
         from .ir import Function
-        if not _is_identifier(self.name):
-            raise SpecError(f"bad cell name {self.name!r}: a cell name is an ASCII identifier")
-        if not self._inputs:
-            raise SpecError("a cell needs at least one input (the sequence it runs over)")
-        if not self._states and not self._outputs:
-            raise SpecError("a cell needs at least one state or output")
-        for name in self._states:
-            if name not in self._updates:
-                raise _at(SpecError(f"state '{name}' has no update {name}' = ..."),
-                          self._state_pos.get(name))
-        if not self._outputs:
-            raise SpecError("a cell needs at least one output (e.g. `output h'`)")
+        self._check_complete()
         results = tuple(self._outputs) + tuple((s + "'", n) for s, n in self._updates.items())
         self._check_batched(results)
         # every equation gets its shapes, used or not (passes and codegen walk them all)
@@ -494,6 +503,30 @@ class CellBuilder:
             meta={"custom": tuple(self.nonlinearities[c] for c in self._custom),
                   "text": dict(self.texts)})
         return Cell(step, source=source)
+
+    def _check_complete(self) -> None:
+        """A valid name, an input, a state update for every state, an output. Each error is
+        placed where the missing piece belongs (when the parser gave positions): a missing
+        output at the first state, whose update is the usual output."""
+        problem = name_problem(self.name)
+        if problem:
+            raise SpecError(f"bad cell name {self.name!r}: {problem}")
+        if not self._inputs:
+            raise SpecError("a cell needs at least one input (the sequence it runs over), "
+                            "e.g. `input x[n_in]`")
+        first_input = next(iter(self._inputs))
+        if not self._states and not self._outputs:
+            raise _at(SpecError("a cell needs at least one state or output: declare a "
+                                "state, or write `output y = ...`"),
+                      self._input_pos.get(first_input))
+        for name in self._states:
+            if name not in self._updates:
+                raise _at(SpecError(f"state '{name}' has no update {name}' = ..."),
+                          self._state_pos.get(name))
+        if not self._outputs:
+            state = next(iter(self._states))
+            raise _at(SpecError(f"a cell needs at least one output (e.g. `output {state}'`)"),
+                      self._state_pos.get(state))
 
     def _check_batched(self, results) -> None:
         """Every output and update depends on an input or a state (else it is a constant)."""
@@ -541,9 +574,15 @@ def _line_of(position: Position) -> str:
     return f" (line {position[0]})" if position else ""
 
 
-def _is_identifier(name) -> bool:
-    return isinstance(name, str) and name.isidentifier() and name.isascii() \
-        and not name.startswith("__")
+def name_problem(name) -> str | None:
+    """Why `name` cannot name a cell or a value (None: it can). Names reach generated
+    Python code, so they are ASCII identifiers, and '__' starts Python's reserved names
+    (`__init__`) and the ones it mangles."""
+    if not isinstance(name, str) or not name.isidentifier() or not name.isascii():
+        return "names are ASCII identifiers"
+    if name.startswith("__"):
+        return "names may not start with '__' (Python reserves them in generated code)"
+    return None
 
 
 def _at(error: SpecError, position: Position) -> SpecError:

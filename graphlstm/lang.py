@@ -16,8 +16,8 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from .builder import CellBuilder, Value, _number
-from .errors import SpecError
+from .builder import CellBuilder, Value, _number, name_problem
+from .errors import WIDTH, SpecError
 from .ir import Node, Op
 
 if TYPE_CHECKING:
@@ -42,8 +42,8 @@ _DESCRIBE = {
 
 def parse(text: str | bytes, name: str | None = None) -> "Cell":
     """Parse a cell written in the language; every problem is a `SpecError`."""
-    if name is not None and not _is_name(name):
-        raise SpecError(f"a cell name is one ASCII identifier, got {name!r}")
+    if name is not None and name_problem(name):
+        raise SpecError(f"bad cell name {name!r}: {name_problem(name)}")
     text = _decode(text)
     return _Parser(text, name).run()
 
@@ -67,11 +67,6 @@ def cell_name(stem: str) -> str:
     """An identifier from a file name: other characters become `_` (`2-layer` -> `c_2_layer`)."""
     name = re.sub(r"[^0-9A-Za-z_]", "_", stem).lstrip("_") or "cell"
     return "c_" + name if name[0].isdigit() else name
-
-
-def _is_name(name) -> bool:
-    return isinstance(name, str) and name.isidentifier() and name.isascii() \
-        and not name.startswith("__")
 
 
 def _decode(text: str | bytes) -> str:
@@ -109,8 +104,9 @@ def _too_large(text: str, size: int, unit: str) -> None:
     """Raise the size-limit error at the line and column where the limit is crossed."""
     line = text.count("\n", 0, MAX_BYTES) + 1
     start = text.rfind("\n", 0, MAX_BYTES) + 1
-    end = text.find("\n", start, start + 201)
-    shown = text[start:end if end >= 0 else start + 201]
+    stop = min(len(text), MAX_BYTES + WIDTH)     # enough of the line to show the column
+    end = text.find("\n", start, stop)
+    shown = text[start:end if end >= 0 else stop]
     raise SpecError(f"the cell text is {size} {unit}; the limit is {MAX_BYTES}",
                     line, MAX_BYTES - start + 1, shown)
 
@@ -124,6 +120,7 @@ class _Parser:
         self.b = CellBuilder(name or "cell")
         self.named_cell = False
         self.defined_at: dict[str, int] = {}
+        self.declared_at: dict[str, tuple[int, str]] = {}
 
     def run(self):
         statements = list(self._statements())
@@ -131,6 +128,7 @@ class _Parser:
             raise SpecError("the cell is empty: declare inputs and states, then equations", 1, 1,
                             self.lines[0])
         self._prescan(statements)
+        first = statements[0][:2]
         for lineno, col, code in statements:
             self.b.position = (lineno, col)
             try:
@@ -141,8 +139,8 @@ class _Parser:
                 raise self._place(SpecError("the expression is nested too deeply"), lineno, col) from None
         try:
             return self.b.build(source=self.text)
-        except SpecError as e:
-            raise self._place(e, len(self.lines), 1) from None
+        except SpecError as e:      # what the builder cannot place belongs at the top
+            raise self._place(e, *first) from None
 
     # -- lines ----------------------------------------------------------------------------
     def _statements(self):
@@ -184,10 +182,14 @@ class _Parser:
                                 self.lines[lineno - 1])
 
     def _prescan(self, statements) -> None:
-        """Where each equation name is defined, to tell 'used before definition' apart from
-        'a parameter'."""
+        """Where each equation name is defined and each input and state declared, to tell
+        'used before definition' and 'declared after the equations' apart from 'a
+        parameter'."""
         for lineno, _, code in statements:
             head = code.split(None, 1)[0] if code.split() else ""
+            if head in ("input", "state"):
+                for name in _declared_names(code[len(head):]):
+                    self.declared_at.setdefault(name, (lineno, head))
             if head in KEYWORDS and head != "output":
                 continue
             body = code[len("output"):] if head == "output" else code
@@ -254,6 +256,8 @@ class _Parser:
             raise SpecError("the cell is named twice", lineno, col)
         if not rest.isidentifier() or not rest.isascii():
             raise SpecError(f"a cell name is one identifier, got {rest!r}", lineno, col)
+        if name_problem(rest):      # here, not at build time, so that it points at the name
+            raise SpecError(f"bad cell name {rest!r}: {name_problem(rest)}", lineno, col)
         self.b.name, self.named_cell = rest, True
 
     def _declared(self, lineno: int, col: int, rest: str):
@@ -278,6 +282,7 @@ class _Parser:
 
     def _inputs(self, lineno, col, rest):
         for name, dims, item in self._declared(lineno, col, rest):
+            self.b.position = self._node_position(item)
             _located_call(lambda: self.b.input(name, self._value_shape(name, dims, item)), item)
 
     def _states(self, lineno, col, rest):
@@ -354,6 +359,7 @@ class _Parser:
         if isinstance(result, (int, float)):
             raise _at(SpecError("an equation must be a vector expression, not a constant"), value)
         if target.endswith(PRIME):
+            self._check_declared(target[:-1], target_node)
             _located_call(lambda: self.b.update(target[:-1], result), target_node)
         else:
             _located_call(lambda: self.b.let(target, result), target_node)
@@ -399,6 +405,7 @@ class _Parser:
             for part, elt in zip(parts, node.elts):
                 if _number(part):
                     raise _at(SpecError("a concat holds vectors, not constants"), elt)
+            self._vector_operands(*zip(parts, node.elts))
             return self.b.concat(*parts)
         if isinstance(node, ast.Call):
             return self._call(node)
@@ -409,6 +416,11 @@ class _Parser:
         long sum costs no stack."""
         spine = []
         while isinstance(node, ast.BinOp):
+            node = _hoist_scale(node)
+            if not isinstance(node, ast.BinOp):
+                break
+            if isinstance(node.op, ast.MatMult) and not isinstance(node.left, ast.Name):
+                raise _at(SpecError(self._left_of_matmul(node.left)), node)
             spine.append(node)
             node = node.left
         value = self._expr(node)
@@ -425,6 +437,7 @@ class _Parser:
             if _number(left) or _number(right):
                 raise _at(SpecError("@ takes a parameter matrix and a vector"), node)
             return self.b._matmul(left, right)
+        self._vector_operands((left, node.left), (right, node.right))
         if op is ast.Add:
             return left + right
         if op is ast.Sub:
@@ -437,6 +450,37 @@ class _Parser:
             return left / right
         raise _at(SpecError(f"the operator {_OPNAMES.get(op, op.__name__)} is not part of the "
                             "cell language (use + - * @, or declare a nonlinearity)"), node)
+
+    def _vector_operands(self, *operands: tuple[object, ast.AST]) -> None:
+        """Refuse a matrix parameter used as a vector at that use (`W @ h + W`: the second
+        `W`), not at the whole expression around it."""
+        for value, node in operands:
+            if isinstance(value, Value):
+                try:
+                    self.b.check_not_matrix(value)
+                except SpecError as e:
+                    raise _at(e, node) from None
+
+    def _left_of_matmul(self, left: ast.expr) -> str:
+        """Why an expression cannot stand left of @, with the fix: Python binds `x * W @ h`
+        as `(x * W) @ h`, so a product is written first when it is combined."""
+        message = "the left side of @ must be a parameter matrix"
+        if isinstance(left, ast.BinOp) and isinstance(left.op, ast.MatMult):
+            return message + " (a product of matrices is not in the language: write W @ (V @ v))"
+        params = [n for n in ast.walk(left) if isinstance(n, ast.Name) and self._param_like(n.id)]
+        if params:      # the matrix meant is the one nearest the @
+            name = max(params, key=lambda n: n.col_offset).id
+            return message + (f", not an expression: write the product first, e.g. "
+                              f"`-({name} @ v)` or `a * ({name} @ v)`")
+        return message
+
+    def _param_like(self, ident: str) -> bool:
+        """Whether a name in an equation stands (or will stand) for a parameter."""
+        value = self.b.lookup(ident)
+        if value is not None:
+            return value.node.op is Op.PARAM
+        return not ident.endswith(PRIME) and ident not in self.b.nonlinearities \
+            and ident not in self.defined_at and ident not in self.declared_at
 
     def _call(self, node: ast.Call):
         if not isinstance(node.func, ast.Name):
@@ -452,12 +496,14 @@ class _Parser:
         arg = self._expr(node.args[0])
         if _number(arg):
             raise _at(SpecError(f"{name} of a constant is a constant, not a vector"), node)
+        self._vector_operands((arg, node.args[0]))
         return self.b.apply(name, arg)
 
     def _name(self, node: ast.Name) -> Value:
         ident = node.id
         if ident.endswith(PRIME):
             base = ident[:-1]
+            self._check_declared(base, node)
             try:
                 return self.b.new_state(base)
             except SpecError as e:
@@ -467,6 +513,7 @@ class _Parser:
             return value
         if ident in self.b.nonlinearities:
             raise _at(SpecError(f"'{ident}' is a nonlinearity; apply it: {ident}(...)"), node)
+        self._check_declared(ident, node)
         if ident in self.defined_at:
             raise _at(SpecError(f"'{ident}' is used before it is defined "
                                 f"(line {self.defined_at[ident]})"), node)
@@ -477,6 +524,62 @@ class _Parser:
             raise _at(e, node) from None
         finally:
             self.b.position = saved
+
+    def _check_declared(self, ident: str, node: ast.AST) -> None:
+        """An input or state used above its declaration: say that declarations come first
+        (its own update line would otherwise read as 'used before it is defined')."""
+        if ident in self.declared_at and self.b.lookup(ident) is None:
+            lineno, keyword = self.declared_at[ident]
+            raise _at(SpecError(f"'{ident}' is used before its {keyword} declaration (line "
+                                f"{lineno}): declarations (input, state, param) must come "
+                                "before the equations"), node)
+
+
+def _declared_names(rest: str) -> list[str]:
+    """The names an input or state line declares (`x[n], u[3]` -> x, u); nothing when it
+    does not parse (the line itself reports that, in order)."""
+    try:
+        tree = ast.parse(_PRIMED.sub(lambda m: m.group(1) + PRIME, rest.strip()), mode="eval").body
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return []
+    items = tree.elts if isinstance(tree, ast.Tuple) else [tree]
+    return [item.value.id for item in items
+            if isinstance(item, ast.Subscript) and isinstance(item.value, ast.Name)]
+
+
+def _hoist_scale(node: ast.BinOp) -> ast.expr:
+    """`-W @ v` and `0.5 * W @ v` as meant: Python binds them `(-W) @ v` and `(0.5 * W) @ v`,
+    but a scaled matrix is no value of the language, so the constant moves onto the product:
+    `-(W @ v)`, `0.5 * (W @ v)` (also `W * 0.5 @ v`, `W / 2 @ v`). Other trees are kept."""
+    if not isinstance(node.op, ast.MatMult):
+        return node
+    left = node.left
+    if isinstance(left, ast.UnaryOp) and isinstance(left.op, (ast.USub, ast.UAdd)):
+        return ast.copy_location(ast.UnaryOp(left.op, _product(left.operand, node)), left)
+    if isinstance(left, ast.BinOp) and isinstance(left.op, ast.Mult) and _constant(left.left):
+        return ast.copy_location(ast.BinOp(left.left, left.op, _product(left.right, node)), left)
+    if isinstance(left, ast.BinOp) and isinstance(left.op, (ast.Mult, ast.Div)) \
+            and _constant(left.right):
+        return ast.copy_location(ast.BinOp(_product(left.left, node), left.op, left.right), left)
+    return node
+
+
+def _product(matrix: ast.expr, node: ast.BinOp) -> ast.expr:
+    """`matrix @ (the right side of node)`, placed at the matrix, itself hoisted
+    (`-0.5 * W @ v`)."""
+    return _hoist_scale(ast.copy_location(ast.BinOp(matrix, ast.MatMult(), node.right), matrix))
+
+
+def _constant(node: ast.AST) -> bool:
+    """Whether an expression is arithmetic on numbers only (a scale factor)."""
+    if isinstance(node, ast.Constant):
+        return type(node.value) in (int, float)
+    if isinstance(node, ast.UnaryOp):
+        return isinstance(node.op, (ast.USub, ast.UAdd)) and _constant(node.operand)
+    if isinstance(node, ast.BinOp):
+        return isinstance(node.op, (ast.Add, ast.Sub, ast.Mult, ast.Div)) \
+            and _constant(node.left) and _constant(node.right)
+    return False
 
 
 _OPNAMES = {ast.Pow: "**", ast.FloorDiv: "//", ast.Mod: "%", ast.BitAnd: "&",

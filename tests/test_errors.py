@@ -16,6 +16,7 @@ import pytest
 
 import graphlstm as gl
 from graphlstm import lang
+from graphlstm.errors import WIDTH
 
 HDR = "input x[n_in]\nstate h[n]\n"          # lines 1 and 2 of most cases
 END = "\noutput h'\n"
@@ -69,6 +70,15 @@ CASES = [
     _case("self-cycle", HDR + "a = tanh(W @ a)\nh' = a" + END, 3, "a)", "used before"),
     _case("param-line-after-use", HDR + "h' = tanh(W @ [x, h])\nparam W[n, n + n_in]" + END,
           4, "W[", "used before its param line (line 3)"),
+    _case("state-declared-after-use", "input x[n_in]\nh' = tanh(W @ [x, h])\nstate h[n]" + END,
+          2, "h])", "'h' is used before its state declaration (line 3): declarations (input, "
+          "state, param) must come before the equations"),
+    _case("state-updated-before-declaration", "input x[n_in]\nh' = tanh(W @ x)\nstate h[n]" + END,
+          2, 1, "'h' is used before its state declaration (line 3)"),
+    _case("new-state-before-declaration", "input x[n_in]\na = tanh(h')\nstate h[n]\nh' = a" + END,
+          2, "h')", "'h' is used before its state declaration (line 3)"),
+    _case("input-declared-after-use", "state h[n]\nh' = tanh(W @ [x, h])\ninput x[n_in]" + END,
+          2, "x,", "'x' is used before its input declaration (line 3)"),
     # what is not in the language
     _case("unknown-function", HDR + "h' = foo(W @ [x, h])" + END, 3, "foo", "unknown function 'foo'"),
     _case("attribute", HDR + "h' = np.tanh(W @ [x, h])" + END, 3, "np.", "attribute access"),
@@ -130,8 +140,34 @@ CASES = [
     _case("matmul-left-not-param", HDR + "h' = tanh((W @ x) @ h)" + END, 3, "(W @ x) @",
           "the left side of @ must be a parameter matrix"),
     _case("matmul-left-input", HDR + "h' = tanh(x @ h)" + END, 3, "x @", "the left side of @"),
+    _case("matmul-left-negated-input", HDR + "h' = tanh(-x @ h)" + END, 3, "x @",
+          "the left side of @ must be a parameter matrix"),
+    _case("matmul-left-gated-param", HDR + "h' = tanh(x * W @ h)" + END, 3, "x * W @",
+          "the left side of @ must be a parameter matrix, not an expression: write the product "
+          "first, e.g. `-(W @ v)`"),
+    _case("matmul-left-gate-of-negated-param", HDR + "h' = tanh(b * -W @ [x, h])" + END, 3,
+          "b * -W", "write the product first, e.g. `-(W @ v)` or `a * (W @ v)`"),
+    _case("matmul-left-sum-of-params", HDR + "h' = tanh((W + V) @ h)" + END, 3, "(W + V) @",
+          "write the product first"),
+    _case("matmul-left-product", HDR + "h' = tanh((W @ V) @ h)" + END, 3, "(W @ V) @",
+          "a product of matrices is not in the language"),
     _case("matmul-constant", HDR + "h' = W @ 2" + END, 3, "W @", "@ takes a parameter matrix"),
-    _case("matrix-as-vector", HDR + "h' = tanh(W @ h) * W" + END, 3, "tanh", "parameter 'W' is a matrix"),
+    _case("matrix-as-vector", HDR + "h' = tanh(W @ h) * W" + END, 3, 20, "parameter 'W' is a matrix"),
+    _case("matrix-as-bias", HDR + "h' = tanh(W @ h + W)" + END, 3, "W)", "parameter 'W' is a matrix"),
+    _case("matrix-as-bias-first", HDR + "h' = tanh(W + W @ h)" + END, 3, "W +",
+          "parameter 'W' is a matrix"),
+    _case("matrix-scaled-as-vector", HDR + "h' = tanh(W @ h) + 0.5 * W" + END, 3, 26,
+          "parameter 'W' is a matrix"),
+    _case("matrix-in-call", HDR + "a = W @ h\nh' = tanh(W)" + END, 4, "W)", "'W' is a matrix"),
+    _case("matrix-in-concat", HDR + "a = W @ h\nh' = tanh(U @ [x, W])" + END, 4, "W]",
+          "'W' is a matrix"),
+    _case("vector-then-matrix", HDR + "h' = tanh(b * h + b @ x)" + END, 3, "b @",
+          "parameter 'b' is used as a vector elsewhere"),
+    _case("declared-map-left-of-matmul", "param W[n, n, n]\n" + HDR + "h' = tanh(W @ h)" + END,
+          4, "W @", "parameter 'W' is declared as a feature map [n, n, n] (line 1), but left of @ "
+          "it must be a matrix: declare it `param W[out, in]`"),
+    _case("declared-vector-left-of-matmul", "param W[n]\n" + HDR + "h' = tanh(W @ h)" + END,
+          4, "W @", "'W' is declared as a vector [n] (line 1)"),
     _case("uninferable", HDR + "h' = tanh(W @ x + b) * tanh(V @ q)" + END, 3, "V @",
           "cannot infer the shape of parameter 'V'"),
     _case("empty-concat", HDR + "h' = tanh(W @ [])" + END, 3, "[]", "an empty concat"),
@@ -144,8 +180,13 @@ CASES = [
     _case("infinite-constant", HDR + "h' = 1e999 * h" + END, 3, "1e999", "too large"),
     _case("overflowing-constant", HDR + "h' = 1e300 * 1e300 * h" + END, 3, "1e300", "too large"),
     _case("long-number", HDR + "h' = " + "9" * 500 + " * h" + END, 3, "9", "more than 400 digits"),
-    _case("no-output", HDR + "h' = tanh(W @ h)\n", 3, 1, "at least one output"),
-    _case("no-input", "state h[n]\nh' = tanh(W @ h)" + END, 3, 1, "at least one input"),
+    _case("no-output", HDR + "h' = tanh(W @ h)\n", 2, "h[n]",
+          "a cell needs at least one output (e.g. `output h'`)"),
+    _case("no-input", "state h[n]\nh' = tanh(W @ h)" + END, 1, 1, "at least one input"),
+    _case("no-input-after-comments", "# rnn\n\n  cell rnn\nstate h[n]\nh' = tanh(W @ h)" + END,
+          3, 3, "at least one input"),
+    _case("no-state-no-output", "input x[n_in]\na = tanh(W @ x)\n", 1, "x[",
+          "at least one state or output"),
     _case("constant-output", HDR + "h' = tanh(W @ [x, h])\noutput h'\noutput y = tanh(b)\n",
           5, 1, "depends on no input or state"),
     # declarations
@@ -164,6 +205,8 @@ CASES = [
     _case("empty-input-line", "input\nstate h[n]\nh' = h" + END, 1, 7, "needs something after it"),
     _case("misspelt-keyword", "inputs x[n]\nstate h[n]\nh' = h" + END, 1, "x[", "syntax error"),
     _case("bad-cell-name", "cell 3x\n" + HDR + "h' = h" + END, 1, "3x", "one identifier"),
+    _case("dunder-cell-name", "cell __init__\n" + HDR + "h' = tanh(W @ [x, h])" + END, 1,
+          "__init__", "bad cell name '__init__': names may not start with '__'"),
     _case("two-word-cell-name", "cell a b\n" + HDR + "h' = h" + END, 1, "a b", "one identifier"),
     _case("cell-named-twice", "cell a\ncell b\n" + HDR + "h' = h" + END, 2, "b", "named twice"),
     # outputs
@@ -236,15 +279,29 @@ def _parse_error(text) -> tuple[gl.SpecError, float]:
     return info.value, time.process_time() - start
 
 
-def assert_shows_line_and_caret(error: gl.SpecError, text: str) -> None:
-    """The message holds 'line L, column C', the offending line and a caret under C."""
+def assert_shows_line_and_caret(error: gl.SpecError) -> None:
+    """The message holds 'line L, column C', the offending line (a window of at most WIDTH
+    of its characters, `...` marking a cut) and a caret under the character at C, on screen:
+    the padding copies the tabs of the shown line."""
     message = str(error)
     assert message.startswith(f"line {error.line}, column {error.col}: ")
-    shown = error.text if len(error.text) <= 200 else error.text[:200] + " ..."
-    lines = message.split("\n")
-    assert lines[1] == "    " + shown
-    assert lines[2] == "    " + " " * (min(error.col, 201) - 1) + "^"
     assert "Traceback" not in message
+    _, shown, caret = message.split("\n")
+    assert shown.startswith("    ") and caret.startswith("    ")
+    shown, caret = shown[4:], caret[4:]
+    at = len(caret) - 1
+    assert caret[at] == "^" and at <= len(shown)
+    assert caret[:at] == "".join("\t" if ch == "\t" else " " for ch in shown[:at])
+    text = error.text
+    if len(text) <= WIDTH:
+        assert shown == text
+    else:
+        assert len(shown) <= WIDTH + len("...  ...")
+        assert shown.startswith("... ") or shown.endswith(" ...")
+    if error.col <= len(text):
+        assert shown[at] == text[error.col - 1]
+    else:
+        assert at == len(shown)                 # just after the end of the line
 
 
 @pytest.mark.parametrize("text, line, where, fragment", CASES)
@@ -258,7 +315,7 @@ def test_malformed_cell_gives_one_located_spec_error(text, line, where, fragment
     else:
         assert error.col == col, str(error)
     assert error.text == lang._lines(text)[line - 1]
-    assert_shows_line_and_caret(error, text)
+    assert_shows_line_and_caret(error)
     assert seconds < 1.0
     assert "\u02b9" not in str(error)          # the internal prime never shows
 
@@ -280,6 +337,7 @@ def test_ten_megabyte_file_is_refused_quickly(tmp_path):
         gl.load(path)
     assert time.process_time() - start < 1.0
     assert (info.value.line, info.value.col) == (1, lang.MAX_BYTES + 1)
+    assert_shows_line_and_caret(info.value)
 
 
 @pytest.mark.parametrize("data, line, col", [
@@ -292,7 +350,7 @@ def test_bytes_that_are_not_utf8(data, line, col):
     error, seconds = _parse_error(data)
     assert "not UTF-8" in error.message
     assert (error.line, error.col) == (line, col)
-    assert_shows_line_and_caret(error, "")
+    assert_shows_line_and_caret(error)
     assert seconds < 1.0
 
 
@@ -316,13 +374,54 @@ def test_parse_refuses_a_cell_name_that_is_not_an_identifier(name):
         gl.parse("input x[n]\nstate h[n]\nh' = tanh(W @ [x, h])\noutput h'\n", name=name)
 
 
-def test_builder_refuses_a_cell_name_that_is_not_an_identifier():
-    b = gl.CellBuilder('x"""')
+@pytest.mark.parametrize("name, reason", [('x"""', "names are ASCII identifiers"),
+                                          ("__init__", "names may not start with '__'")])
+def test_builder_refuses_a_cell_name_that_is_not_an_identifier(name, reason):
+    b = gl.CellBuilder(name)
     x, h = b.input("x", "n"), b.state("h", "n")
     b.update(h, gl.builder.tanh(b.param("W") @ b.concat(x, h)))
     b.output(h.new)
-    with pytest.raises(gl.SpecError, match="cell name"):
+    with pytest.raises(gl.SpecError, match="bad cell name") as info:
         b.build()
+    assert reason in info.value.message
+
+
+def _long_line(before: int, after: int) -> str:
+    """An update whose unknown function `foo` stands after `before` terms and before `after`."""
+    return "h' = tanh(" + "h + " * before + "foo(h)" + " + h" * after + ")"
+
+
+@pytest.mark.parametrize("before, after", [(0, 300), (30, 300), (100, 100), (300, 30), (300, 0)],
+                         ids=["start", "early", "middle", "late", "end"])
+def test_a_long_line_is_shown_around_the_error(before, after):
+    """The caret and the offending name stay on screen however far right the error is."""
+    line = _long_line(before, after)
+    error, _ = _parse_error(HDR + line + END)
+    assert (error.line, error.col) == (3, line.index("foo") + 1)
+    assert_shows_line_and_caret(error)
+    shown, caret = str(error).split("\n")[1:]
+    assert shown[caret.index("^"):].startswith("foo(h)")
+    assert shown.startswith("    ... ") == (error.col > WIDTH // 2 + 1)
+    assert shown.endswith(" ...") == (len(line) - error.col >= WIDTH // 2)
+
+
+def test_a_caret_past_the_end_of_a_long_line_is_shown():
+    line = "h' = " + "h + " * 100 + "h +"
+    error, _ = _parse_error(HDR + line + END)          # a sum without its last term
+    assert (error.line, error.col) == (3, len(line) + 1)
+    assert_shows_line_and_caret(error)
+    assert str(error).split("\n")[1].endswith("h + h +")
+
+
+@pytest.mark.parametrize("line", ["\th' =\ttanh(foo(h))", "h' =\t\ttanh(\tfoo(h))",
+                                  "\t" * 3 + "h' = tanh(" + "h + " * 60 + "\tfoo(h))"])
+def test_a_caret_after_tabs_lines_up(line):
+    """.col counts a tab as one character; on screen the caret sits under the name."""
+    error, _ = _parse_error(HDR + line + END)
+    assert (error.line, error.col) == (3, line.index("foo") + 1)
+    assert_shows_line_and_caret(error)
+    shown, caret = str(error).split("\n")[1:]
+    assert caret.expandtabs().index("^") == shown.expandtabs().index("foo(h)")
 
 
 @pytest.mark.parametrize("stem, name", [("my-lstm", "my_lstm"), ("2layer", "c_2layer"),

@@ -71,6 +71,54 @@ def test_constants_become_affine_nonlinearities():
     np.testing.assert_allclose(ys["h"], np.stack(expected))
 
 
+SCALED = "input x[n_in]\nstate h[n]\nh' = tanh({})\noutput h'\n"
+
+
+@pytest.mark.parametrize("written, meant", [
+    ("-W @ [x, h] + b", "-(W @ [x, h]) + b"),
+    ("+W @ [x, h] + b", "W @ [x, h] + b"),
+    ("0.5 * W @ [x, h] + b", "0.5 * (W @ [x, h]) + b"),
+    ("W * 0.5 @ [x, h] + b", "(W @ [x, h]) * 0.5 + b"),
+    ("W / 4 @ [x, h] + b", "(W @ [x, h]) / 4 + b"),
+    ("-2 * W @ [x, h] + b", "-2 * (W @ [x, h]) + b"),
+    ("(1 - 0.25) * -W @ [x, h] + b", "(1 - 0.25) * -(W @ [x, h]) + b"),
+    ("b - 0.5 * W @ [x, h]", "b - 0.5 * (W @ [x, h])"),
+    ("b * (-W @ [x, h])", "b * -(W @ [x, h])"),
+], ids=["minus", "plus", "times", "times-right", "divided", "minus-times", "folded", "in-sum",
+        "in-gate"])
+def test_a_scaled_matrix_left_of_matmul_scales_the_product(written, meant):
+    """Python binds `-W @ v` as `(-W) @ v` and `0.5 * W @ v` as `(0.5 * W) @ v`; the language
+    reads them as `-(W @ v)` and `0.5 * (W @ v)`: the same graph, W a matrix."""
+    a, b = gl.parse(SCALED.format(written)), gl.parse(SCALED.format(meant))
+    assert dict(a.step.results) == dict(b.step.results)     # interned: identical nodes
+    assert a.param_shapes({"n_in": 2, "n": 3})["W"] == (3, 5)
+
+
+def test_a_negated_matrix_computes_the_negated_product():
+    """`tanh(-W @ [x, h] + b)` runs forward and backward exactly as `tanh(-(W @ [x, h]) + b)`,
+    and that is the negated product, not the product."""
+    from graphlstm.testing import random_problem
+    written = gl.parse(SCALED.format("-W @ [x, h] + b"))
+    meant = gl.parse(SCALED.format("-(W @ [x, h]) + b"))
+    problem = random_problem(written, {"n_in": 2, "n": 3}, T=4, B=2, seed=1)
+    params, xs, state0 = problem[:3]
+    runs = []
+    for cell in (written, meant):
+        prog = gl.compile(cell)
+        ys, state_T = prog.forward(*problem[:3])
+        runs.append((ys, state_T, prog.backward(*problem)))
+    for got, want in zip(*runs):
+        assert got.keys() == want.keys()
+        for key in got:
+            np.testing.assert_allclose(got[key], want[key], rtol=1e-12, atol=1e-12)
+    h, expected = state0["h"], []
+    for x in xs["x"]:
+        h = np.tanh(-np.concatenate([x, h], axis=1) @ params["W"].T + params["b"])
+        expected.append(h)
+    np.testing.assert_allclose(runs[0][0]["h"], np.stack(expected), rtol=1e-12)
+    gl.testing.check_grads(written, {"n_in": 2, "n": 3})
+
+
 def test_graph_nodes_carry_op_shape_and_equation():
     g = gl.zoo.get("lstm").graph
     assert g.nodes["f"]["op"] == "nonlinearity" and g.nodes["f"]["shape"] == ("n",)

@@ -352,6 +352,10 @@ def test_state_from_inputs_only():
     "input x0[n]\nstate s0[n], s1[n]\nparam W1[k, n]\nparam W2[m, k]\ns0' = x0\ns1' = s0\n"
     "output s0'\noutput y = sigmoid(W2 @ [W1 @ [s1]])\n",
     "input x[n]\nstate a[n], b[n]\nparam W[n, n]\na' = tanh(W @ b) * x\nb' = a\noutput a'\n",
+    # the fused input projection's sequence hosted the gate gradients, although softplus's
+    # derivative reads its W @ x part after the loop (found by an audit)
+    "input x[n_in]\nstate h[n]\nz = sigmoid(W_z @ [x, h] + b_z)\n"
+    "h' = tanh(softplus(W @ x) - U @ h) * z\noutput h'\n",
 ])
 def test_loop_buffers_found_by_the_fuzzer(text):
     """Found by the fuzzer while the loops got their arrays made before the loop."""

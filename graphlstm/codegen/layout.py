@@ -198,6 +198,18 @@ def _root(out: Layout, node: Node) -> tuple[Node, tuple[Node, ...]]:
     return node, tuple(reversed(path))
 
 
+def _storage(out: Layout, node: Node) -> Node:
+    """The value whose array holds `node`: through values computed in place and slices (a
+    slice of an input projection is read where the projection is stored)."""
+    while True:
+        if node in out.over:
+            node = out.over[node]
+        elif node.op is Op.SLICE:
+            node = node.src[0]
+        else:
+            return node
+
+
 def _sequence_of(out: Layout, root: Node, plan) -> Sequence | None:
     """The sequence holding `root` per step (made when root is an all-steps array or a loop
     value others overwrite); None when `root` is the stored value itself."""
@@ -220,7 +232,8 @@ def _share_slots(plan, out: Layout) -> None:
     after = {s for n in plan.post_b + plan.recompute_post for s in n.src}
     after |= set(plan.recompute_post)
     busy = {loc.seq for node, loc in out.location.items() if node in after}
-    busy |= {seq for seq in out.seqs if seq.root in after}
+    read_after = {_storage(out, node) for node in after}
+    busy |= {seq for seq in out.seqs if seq.root in read_after}
     kept, computed = set(plan.post_store), set(plan.loop_b)
     for node in plan.post_store:
         if node.op is Op.CONCAT and node.batched:

@@ -272,6 +272,20 @@ def test_no_time_steps(prog, problem):
         np.testing.assert_array_equal(grads[s], dstate[s])
 
 
+def test_final_states_share_no_memory_with_the_outputs(prog, problem):
+    """Masking ys in place must not change the state carried into the next chunk, and
+    editing state_T must not change what a vjp's pullback reads."""
+    params, xs, state0, dys, dstate = problem
+    ys, state_T = prog.forward(params, xs, state0)
+    assert not any(np.shares_memory(y, s) for y in ys.values() for s in state_T.values())
+    ys, state_T, pullback = prog.vjp(params, xs, state0)
+    expected = pullback(dys, dstate)
+    for s in state_T.values():
+        s[...] = np.nan
+    for k, g in pullback(dys, dstate).items():
+        np.testing.assert_array_equal(g, expected[k])
+
+
 def test_empty_batch(prog, problem):
     params, xs, state0, dys, dstate = problem
     cut = lambda group: {k: v[:, :0] if v.ndim == 3 else v[:0] for k, v in group.items()}  # noqa

@@ -440,7 +440,12 @@ class ModuleWriter:
         lines += self.record_tape(em) if self.with_backward else []
         ys_text = ", ".join(f'"{o}": {ys[o]}' if o in ys else f'"{o}": {self.output_views[o]}'
                             for o in c.outputs)
-        st_text = ", ".join(f'"{s.arg}": {self.leaf_names[s]}' for s in states)
+        in_seq = [s for s in states if s in self.layout.of_state]
+        st_text = ", ".join(f'"{s.arg}": {self.leaf_names[s]}' + (".copy()" if s in in_seq else "")
+                            for s in states)
+        if in_seq:
+            lines.append(f"{I1}# copies: the final states also live in the sequences returned "
+                         "or taped")
         lines.append(f"{I1}return {{{ys_text}}}, {{{st_text}}}")
         return "\n".join(with_constants(lines, em)) + "\n"
 

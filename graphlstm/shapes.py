@@ -44,9 +44,12 @@ class Unifier:
         open_ = sorted((s for s in diff.free_symbols if s in self.unknowns), key=str)
         for unknown in open_:
             coeff = diff.coeff(unknown)
-            if coeff in (1, -1) and unknown not in (diff - coeff * unknown).free_symbols:
-                self._bind(unknown, sympy.expand(-(diff - coeff * unknown) / coeff))
-                return
+            rest = diff - coeff * unknown
+            if coeff.is_Integer and coeff != 0 and unknown not in rest.free_symbols:
+                value = sympy.expand(-rest / coeff)
+                if _integral(value):              # `[a, a]` of 2n columns: a has n rows
+                    self._bind(unknown, value)
+                    return
         raise SpecError(f"size mismatch in {what}: {show(self.resolve(a))} vs "
                         f"{show(self.resolve(b))}")
 
@@ -61,6 +64,12 @@ class Unifier:
         for dim in shape:
             out += sorted((s for s in self.resolve(dim).free_symbols if s in self.unknowns), key=str)
         return out
+
+
+def _integral(expr: sympy.Expr) -> bool:
+    """Whether a size expression has integer coefficients (n, not n/2)."""
+    return all(c.is_Integer for c in sympy.Poly(expr, *expr.free_symbols).coeffs()) \
+        if expr.free_symbols else expr.is_Integer
 
 
 def read_sizes(dims, shapes) -> dict[str, int]:

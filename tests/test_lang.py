@@ -146,6 +146,16 @@ def test_uninferable_parameter_suggests_a_param_line():
     assert e.value.line == 4 and e.value.col == 12
 
 
+def test_a_value_repeated_in_a_concat_gets_its_size_by_division():
+    cell = gl.parse("input x[n_in]\nstate h[n]\nparam W2[n, n + n]\na = W1 @ x\n"
+                    "h' = tanh(W2 @ [a, a]) + a\noutput h'\n")
+    assert cell.param_shapes({"n_in": 2, "n": 3}) == {"W2": (3, 6), "W1": (3, 2)}
+    with pytest.raises(gl.SpecError, match="size mismatch") as e:     # n = 2 a: a is no size
+        gl.parse("input x[n_in]\nstate h[n]\nparam W2[n, n]\na = W1 @ x\n"
+                 "h' = tanh(W2 @ [a, a]) + h\noutput h'\n")
+    assert e.value.line == 5
+
+
 def test_missing_state_update_points_at_the_declaration():
     with pytest.raises(gl.SpecError, match="no update") as e:
         gl.parse("input x[n]\nstate h[n], c[n]\nh' = tanh(W @ x)\noutput h'")

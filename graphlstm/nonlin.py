@@ -120,10 +120,12 @@ _W = sympy.Wild("w")
 
 def stabilise(expr: sympy.Expr) -> sympy.Expr:
     """Rewrite forms that overflow into their stable named equivalents:
-    `log(1 + exp(w))` -> `softplus(w)`, `1/(1 + exp(-w))` -> `sigmoid(w)`."""
+    `log(1 + exp(w))` -> `softplus(w)`, `1/(1 + exp(-w))` -> `sigmoid(w)`, and
+    `log(sigmoid(w))` -> `-softplus(-w)` (sigmoid rounds to 0 below w = -37 in float64)."""
     expr = expr.replace(sympy.log(1 + sympy.exp(_W)), softplus(_W))
     expr = expr.replace(1 / (1 + sympy.exp(-_W)), sigmoid(_W))
     expr = expr.replace(1 / (1 + sympy.exp(_W)), sigmoid(-_W))
+    expr = expr.replace(sympy.log(sigmoid(_W)), -softplus(-_W))
     return expr
 
 

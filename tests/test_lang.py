@@ -156,6 +156,15 @@ def test_a_value_repeated_in_a_concat_gets_its_size_by_division():
     assert e.value.line == 5
 
 
+def test_a_log_sigmoid_formula_stays_finite_far_below_zero():
+    cell = gl.parse("nonlinearity logsig(u) = log(1 / (1 + exp(-u)))\ninput x[n]\nstate h[n]\n"
+                    "h' = logsig(x)\noutput h'\n")
+    x = np.array([-800.0, -40.0, 0.0, 40.0]).reshape(4, 1, 1)
+    ys, _ = gl.compile(cell).forward({}, x)
+    expected = -np.logaddexp(0, -x)
+    np.testing.assert_allclose(ys["h"], expected, rtol=1e-15)
+
+
 def test_missing_state_update_points_at_the_declaration():
     with pytest.raises(gl.SpecError, match="no update") as e:
         gl.parse("input x[n]\nstate h[n], c[n]\nh' = tanh(W @ x)\noutput h'")

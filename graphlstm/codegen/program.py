@@ -16,6 +16,9 @@ the activations and batches all it can over time.
 """
 from __future__ import annotations
 
+import io
+import textwrap
+import tokenize
 from typing import Iterable
 
 import sympy
@@ -625,10 +628,14 @@ class BackwardWriter:
         lines += self.read_tape(em)
         lines += self.loop(em)
         lines += self.after_loop(em)
+        lines += self.returned()
+        return "\n".join(with_constants(lines, em)) + "\n"
+
+    def returned(self) -> list[str]:
+        """The return statement: every gradient, by leaf name."""
         grads = [f'"{l.arg}": {self.grads[l.arg]}' for l in self.fwd.leaves if l.op is not Op.STATE]
         grads += [f'"{s.arg}": {self.carried[s]}' for s in self.fwd.leaves_of(Op.STATE)]
-        lines.append(f"{I1}return {{" + ", ".join(grads) + "}")
-        return "\n".join(with_constants(lines, em)) + "\n"
+        return [f"{I1}return {{" + ", ".join(grads) + "}"]
 
     def read_tape(self, em: Emitter) -> list[str]:
         """Take the forward sweep's arrays off the tape (which is then empty: the backward
@@ -721,6 +728,7 @@ class BackwardWriter:
         inputs = [self.seeds[s.arg + "'"] for s in states]
         lines += em.enter_loop(region, list(zip(carried, inputs)), plan.optimize, I1)
         body += em.block(region, I2, 1, keep=set(names) & set(region), names=names, dests=dests)
+        self.views_made_in(em, region)
         for leaf, name in self.accumulate:
             expr = em.expr(self.results[grad_name(leaf.arg)])[0]
             body.append(f"{I2}{name} += {expr}" if leaf.op is Op.PARAM else f"{I2}{name}[t] = {expr}")
@@ -740,6 +748,7 @@ class BackwardWriter:
         used = {s for n in region for s in n.src}
         lines, slots = [], {}
         layout, fwd_em = self.mw.layout, self.mw.emitter(self.fwd)
+        self.views: dict[str, str] = {}         # a local of the loop -> the tape array it views
 
         def slot(seq: Sequence, offset: int, node: Node) -> str:
             if (seq, offset) not in slots:
@@ -749,6 +758,7 @@ class BackwardWriter:
                 index = "t" if offset == 0 else f"t + {offset}"
                 lines.append(f"{I2}{local} = {self.seqs[seq]}[{index}]")
                 slots[seq, offset] = local
+                self.views[local] = self.seqs[seq]
             return slots[seq, offset]
 
         for s in self.fwd.leaves_of(Op.STATE):
@@ -758,17 +768,41 @@ class BackwardWriter:
             loc = layout.location[node]
             text = slot(loc.seq, loc.offset, node)
             if loc.path:
-                text = self.sliced(fwd_em, text, loc.path)
                 local = em.namer.name(em.base_name(node))
-                lines.append(f"{I2}{local} = {text}")
+                lines.append(f"{I2}{local} = {self.sliced(fwd_em, text, loc.path)}")
+                self.views[local] = self.views[text]
                 text = local
             em.bind(node, text)
         for node, name in self.arrays.items():
             if node in used and node in set(self.plan.pre):
                 local = em.namer.name(em.base_name(node))
                 lines.append(f"{I2}{local} = {name}[t]")
+                self.views[local] = name
                 em.bind(node, local)
         return lines
+
+    def views_made_in(self, em: Emitter, region: list[Node]) -> None:
+        """Add the loop's own names for slices of the tape's arrays (`f = f_i_o_act[..., :n]`)."""
+        for node in region:
+            if node.op is Op.SLICE and node in em.env and node.src[0] in em.env:
+                name, base = em.env[node][0], em.env[node.src[0]][0]
+                if name.isidentifier() and base in self.views:
+                    self.views[name] = self.views[base]
+
+    def release(self, after: list[str]) -> list[str]:
+        """Drop the tape's arrays the code after the loop does not read, and the loop's views
+        of them: the arrays made after the loop then reuse their memory (fresh memory costs
+        page faults) and the backward's peak is lower."""
+        code = textwrap.dedent("\n".join(after) + "\n")
+        read = {tok.string for tok in tokenize.generate_tokens(io.StringIO(code).readline)
+                if tok.type == tokenize.NAME}                   # not in comments or strings
+        arrays = [*self.seqs.values(), *self.arrays.values()]
+        dead = [a for a in arrays if a not in read]
+        dead += [v for v, a in self.views.items() if a in dead and v not in read]
+        if not dead:
+            return []
+        return [f"{I1}# read by the loop only: released, so that the arrays below reuse the memory",
+                f"{I1}{' = '.join(dead)} = None"]
 
     @staticmethod
     def sliced(fwd_em: Emitter, text: str, path) -> str:
@@ -815,4 +849,5 @@ class BackwardWriter:
         lines += [f"{I1}{self.kept[n]} = {self.seqs[host]}[1:]  # step t's is in slot t + 1"
                   for n, host in self.mw.layout.shared.items()]
         lines += em.block(plan.recompute_post + plan.post_b, I1, 2, keep=set(targets), names=targets)
-        return lines + copies
+        lines += copies
+        return lines[:1] + self.release(lines[1:] + self.returned()) + lines[1:]

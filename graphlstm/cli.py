@@ -54,6 +54,8 @@ def parse_sizes(text: str | None) -> dict[str, int] | None:
         name, eq, value = item.partition("=")
         if not eq or not name.strip() or not value.strip().isdigit():
             raise CLIError(f"--sizes wants name=integer pairs like n_in=3,n=5; got '{item}'")
+        if name.strip() in sizes:
+            raise CLIError(f"--sizes gives {name.strip()} twice")
         sizes[name.strip()] = int(value)
     return sizes
 
@@ -120,7 +122,7 @@ def cmd_codegen(args) -> int:
     from .codegen import generate
     source = generate(load_cell(args.cell), optimize=not args.no_optimize,
                       backward=not args.forward_only)
-    if args.output:
+    if args.output and args.output != "-":             # -o - : standard output, as usual
         Path(args.output).write_text(source, encoding="utf-8")
         print(f"wrote {args.output}", file=sys.stderr)
     else:

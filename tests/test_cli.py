@@ -184,6 +184,18 @@ def test_missing_file(capsys):
     assert code == 1 and "no such file: no/such.cell" in err
 
 
+def test_a_size_given_twice_is_refused(capsys):
+    code, _, err = run(capsys, "check", "rnn", "--sizes", "n_in=2,n=3,n=4")
+    assert code == 1 and "n twice" in err
+
+
+def test_codegen_to_dash_writes_standard_output(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, out, _ = run(capsys, "codegen", "rnn", "-o", "-")
+    assert code == 0 and out == gl.compile(gl.zoo.get("rnn")).source
+    assert not (tmp_path / "-").exists()
+
+
 def test_a_directory_is_not_a_cell(capsys, tmp_path):
     folder = tmp_path / "cells.cell"
     folder.mkdir()

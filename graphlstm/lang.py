@@ -120,7 +120,6 @@ class _Parser:
         self.b = CellBuilder(name or "cell")
         self.named_cell = False
         self.defined_at: dict[str, int] = {}
-        self.declared_at: dict[str, tuple[int, str]] = {}
 
     def run(self):
         statements = list(self._statements())
@@ -129,7 +128,7 @@ class _Parser:
                             self.lines[0])
         self._prescan(statements)
         first = statements[0][:2]
-        for lineno, col, code in statements:
+        for lineno, col, code in _declarations_first(statements):
             self.b.position = (lineno, col)
             try:
                 self._statement(lineno, col, code)
@@ -182,14 +181,10 @@ class _Parser:
                                 self.lines[lineno - 1])
 
     def _prescan(self, statements) -> None:
-        """Where each equation name is defined and each input and state declared, to tell
-        'used before definition' and 'declared after the equations' apart from 'a
-        parameter'."""
+        """Where each equation name is defined, to tell 'used before definition' apart from
+        'a parameter'."""
         for lineno, _, code in statements:
             head = code.split(None, 1)[0] if code.split() else ""
-            if head in ("input", "state"):
-                for name in _declared_names(code[len(head):]):
-                    self.declared_at.setdefault(name, (lineno, head))
             if head in KEYWORDS and head != "output":
                 continue
             body = code[len("output"):] if head == "output" else code
@@ -359,7 +354,6 @@ class _Parser:
         if isinstance(result, (int, float)):
             raise _at(SpecError("an equation must be a vector expression, not a constant"), value)
         if target.endswith(PRIME):
-            self._check_declared(target[:-1], target_node)
             _located_call(lambda: self.b.update(target[:-1], result), target_node)
         else:
             _located_call(lambda: self.b.let(target, result), target_node)
@@ -480,7 +474,7 @@ class _Parser:
         if value is not None:
             return value.node.op is Op.PARAM
         return not ident.endswith(PRIME) and ident not in self.b.nonlinearities \
-            and ident not in self.defined_at and ident not in self.declared_at
+            and ident not in self.defined_at
 
     def _call(self, node: ast.Call):
         if not isinstance(node.func, ast.Name):
@@ -503,7 +497,6 @@ class _Parser:
         ident = node.id
         if ident.endswith(PRIME):
             base = ident[:-1]
-            self._check_declared(base, node)
             try:
                 return self.b.new_state(base)
             except SpecError as e:
@@ -513,7 +506,6 @@ class _Parser:
             return value
         if ident in self.b.nonlinearities:
             raise _at(SpecError(f"'{ident}' is a nonlinearity; apply it: {ident}(...)"), node)
-        self._check_declared(ident, node)
         if ident in self.defined_at:
             raise _at(SpecError(f"'{ident}' is used before it is defined "
                                 f"(line {self.defined_at[ident]})"), node)
@@ -525,26 +517,17 @@ class _Parser:
         finally:
             self.b.position = saved
 
-    def _check_declared(self, ident: str, node: ast.AST) -> None:
-        """An input or state used above its declaration: say that declarations come first
-        (its own update line would otherwise read as 'used before it is defined')."""
-        if ident in self.declared_at and self.b.lookup(ident) is None:
-            lineno, keyword = self.declared_at[ident]
-            raise _at(SpecError(f"'{ident}' is used before its {keyword} declaration (line "
-                                f"{lineno}): declarations (input, state, param) must come "
-                                "before the equations"), node)
 
 
-def _declared_names(rest: str) -> list[str]:
-    """The names an input or state line declares (`x[n], u[3]` -> x, u); nothing when it
-    does not parse (the line itself reports that, in order)."""
-    try:
-        tree = ast.parse(_PRIMED.sub(lambda m: m.group(1) + PRIME, rest.strip()), mode="eval").body
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
-        return []
-    items = tree.elts if isinstance(tree, ast.Tuple) else [tree]
-    return [item.value.id for item in items
-            if isinstance(item, ast.Subscript) and isinstance(item.value, ast.Name)]
+def _declarations_first(statements):
+    """The statements with every declaration (cell, input, state, param, nonlinearity) ahead
+    of the equations and outputs, each group in its written order: a declaration may stand
+    anywhere in the file, as in a paper's list of symbols."""
+    def declares(statement) -> bool:
+        words = statement[2].split(None, 1)
+        return bool(words) and words[0] in KEYWORDS and words[0] != "output" \
+            and not statement[2][len(words[0]):].lstrip().startswith(("=", "'"))
+    return [st for st in statements if declares(st)] + [st for st in statements if not declares(st)]
 
 
 def _hoist_scale(node: ast.BinOp) -> ast.expr:

@@ -68,17 +68,6 @@ CASES = [
     _case("cycle", HDR + "a = tanh(W @ b)\nb = tanh(V @ a)\nh' = a + b" + END,
           3, "b)", "used before it is defined"),
     _case("self-cycle", HDR + "a = tanh(W @ a)\nh' = a" + END, 3, "a)", "used before"),
-    _case("param-line-after-use", HDR + "h' = tanh(W @ [x, h])\nparam W[n, n + n_in]" + END,
-          4, "W[", "used before its param line (line 3)"),
-    _case("state-declared-after-use", "input x[n_in]\nh' = tanh(W @ [x, h])\nstate h[n]" + END,
-          2, "h])", "'h' is used before its state declaration (line 3): declarations (input, "
-          "state, param) must come before the equations"),
-    _case("state-updated-before-declaration", "input x[n_in]\nh' = tanh(W @ x)\nstate h[n]" + END,
-          2, 1, "'h' is used before its state declaration (line 3)"),
-    _case("new-state-before-declaration", "input x[n_in]\na = tanh(h')\nstate h[n]\nh' = a" + END,
-          2, "h')", "'h' is used before its state declaration (line 3)"),
-    _case("input-declared-after-use", "state h[n]\nh' = tanh(W @ [x, h])\ninput x[n_in]" + END,
-          2, "x,", "'x' is used before its input declaration (line 3)"),
     # what is not in the language
     _case("unknown-function", HDR + "h' = foo(W @ [x, h])" + END, 3, "foo", "unknown function 'foo'"),
     _case("attribute", HDR + "h' = np.tanh(W @ [x, h])" + END, 3, "np.", "attribute access"),
@@ -243,8 +232,7 @@ CASES = [
     _case("nl-no-body", "nonlinearity f(u)" + NL, 1, "f(u", "NAME(u) = EXPR"),
     _case("nl-self-reference", "nonlinearity f(u) = f(u)" + NL, 1, 21, "unknown function 'f'"),
     _case("nl-dunder", "nonlinearity __f__(u) = u" + NL, 1, "__f__", "may not start with '__'"),
-    _case("nl-used-before-declared", HDR + "h' = f(W @ h)\nnonlinearity f(u) = u" + END,
-          3, "f(", "unknown function 'f'"),
+    _case("nl-never-declared", HDR + "h' = f(W @ h)" + END, 3, "f(", "unknown function 'f'"),
     # files
     _case("empty", "", 1, 1, "the cell is empty"),
     _case("only-comments", "# a comment\n\n   # another\n", 1, 1, "the cell is empty"),

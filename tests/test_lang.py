@@ -165,6 +165,20 @@ def test_a_log_sigmoid_formula_stays_finite_far_below_zero():
     np.testing.assert_allclose(ys["h"], expected, rtol=1e-15)
 
 
+@pytest.mark.parametrize("text", [
+    "input x[n_in]\nh' = tanh(W @ [x, h])\nstate h[n]\noutput h'\n",
+    "state h[n]\nh' = tanh(W @ [x, h])\ninput x[n_in]\noutput h'\n",
+    "input x[n_in]\nstate h[n]\nh' = tanh(W @ [x, h])\nparam W[n, n_in + n]\noutput h'\n",
+    "input x[n_in]\nstate h[n]\nh' = act(W @ [x, h])\noutput h'\nnonlinearity act(u) = u / (1 + abs(u))\n",
+    "input x[n_in]\nstate h[n]\nh' = tanh(W @ [x, h])\noutput y = W_y @ h'\nparam W_y[n_y, n]\n",
+])
+def test_declarations_may_stand_anywhere(text):
+    cell = gl.parse(text)
+    assert cell.inputs == ("x",) and cell.states == ("h",)
+    sizes = {s: 2 + k for k, s in enumerate(cell.sizes)}
+    assert gl.testing.check_grads(cell, sizes).ok
+
+
 def test_missing_state_update_points_at_the_declaration():
     with pytest.raises(gl.SpecError, match="no update") as e:
         gl.parse("input x[n]\nstate h[n], c[n]\nh' = tanh(W @ x)\noutput h'")

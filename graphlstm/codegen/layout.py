@@ -20,7 +20,9 @@ shared slots   A backward value kept for after the loop (an LSTM's gate gradient
                The backward thereby consumes its tape.
                A kept value that is a part of a kept concatenation (a peephole LSTM's gate
                gradients, also read alone after the loop) is computed into its slice of the
-               concatenation's slot: no slot of its own, no copy.
+               concatenation's slot: no slot of its own, no copy. So is a concatenation the
+               code after the loop makes of kept values only (an MGU's gate gradients for
+               the input GEMMs): its array is made before the loop and filled by it.
 """
 from __future__ import annotations
 
@@ -66,6 +68,7 @@ class Layout:
     location: dict[Node, Location] = field(default_factory=dict)   # stored value -> where it is
     shared: dict[Node, Sequence] = field(default_factory=dict)     # backward value -> host
     placed: dict[Node, tuple[Node, int]] = field(default_factory=dict)  # part -> (concat, index)
+    containers: list[Node] = field(default_factory=list)  # concats after the loop, filled in it
 
     def whole(self, seq: Sequence) -> Node | None:
         """The stored value filling a sequence's slots (what to call it after), if one does."""
@@ -241,7 +244,12 @@ def _share_slots(plan, out: Layout) -> None:
                 if part in kept and part in computed and part.batched and part not in out.placed \
                         and part not in node.src[:k]:
                     out.placed[part] = (node, k)
-    for node in plan.post_store:
+    for node in plan.post_b:     # a concat of kept parts only: its array is made before the loop
+        if node.op is Op.CONCAT and node.batched and len(set(node.src)) == len(node.src) and all(
+                p in kept and p in computed and p.batched and p not in out.placed for p in node.src):
+            out.containers.append(node)
+            out.placed.update({part: (node, k) for k, part in enumerate(node.src)})
+    for node in [*plan.post_store, *out.containers]:
         if node in out.placed:
             continue
         shape = plan.bwd.shapes[node]

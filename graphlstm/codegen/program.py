@@ -679,7 +679,7 @@ class BackwardWriter:
         kept concatenation it is a part of (see layout)."""
         lines, self.slot, self.kept = [], {}, {}
         placed = self.mw.layout.placed
-        for node in self.plan.post_store:
+        for node in [*self.plan.post_store, *self.mw.layout.containers]:
             host = self.mw.layout.shared.get(node)
             if node in placed:
                 continue
@@ -732,7 +732,8 @@ class BackwardWriter:
         for leaf, name in self.accumulate:
             expr = em.expr(self.results[grad_name(leaf.arg)])[0]
             body.append(f"{I2}{name} += {expr}" if leaf.op is Op.PARAM else f"{I2}{name}[t] = {expr}")
-        body += [f"{I2}{slot} = {em.expr(n)[0]}" for n, slot in self.slot.items() if n not in dests]
+        body += [f"{I2}{slot} = {em.expr(n)[0]}" for n, slot in self.slot.items()
+                 if n not in dests and n not in self.mw.layout.containers]
         if states:
             body += em.carry([self.carried[s] for s in states], carried, I2)
         state_seeds = {self.seeds[s.arg + "'"] for s in states}

@@ -14,10 +14,16 @@ def fold_pads(fn: Function) -> Function:
 
         before:  d_S = [d_f, 0, 0] + [0, d_i, 0] + [0, 0, d_o]
         after:   d_S = [d_f, d_i, d_o]
-    Also drops zero terms from sums (`x + 0 -> x`).
+    Also drops zero terms from sums (`x + 0 -> x`), and sums a padded concat over the batch
+    piece by piece, so no zeros are made for it:
+
+        before:  d_b = Σ_batch [0, d_h~]          ([T, B, 3n] of which 2n zeros)
+        after:   d_b = [0, Σ_batch d_h~]          (the zeros are [2n])
     """
 
     def rule(old: Node, node: Node, shapes: dict) -> Node | None:
+        if node.op is Op.BSUM:
+            return _sum_pieces(node.src[0], shapes)
         if node.op is not Op.SUM:
             return None
         terms = [t for t in node.src if t.op is not Op.ZEROS]
@@ -29,6 +35,15 @@ def fold_pads(fn: Function) -> Function:
         return ops.add(*terms) if len(terms) != len(node.src) else None
 
     return rewrite(fn, rule)
+
+
+def _sum_pieces(padded: Node, shapes: dict) -> Node | None:
+    """The batch sum of a concat with zero pieces as a concat of the pieces' sums."""
+    if padded.op is not Op.CONCAT or not any(p.op is Op.ZEROS for p in padded.src):
+        return None
+    pieces = [ops.zeros(ops.infer_shapes([p], shapes)[p], batched=False) if p.op is Op.ZEROS
+              else ops.bsum(p) for p in padded.src]
+    return ops.concat(pieces, axis=padded.arg)
 
 
 def _segments(shapes: dict, node: Node, axis: int):

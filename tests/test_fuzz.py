@@ -18,7 +18,7 @@ import traceback
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, reject, settings
+from hypothesis import HealthCheck, example, given, reject, settings
 from hypothesis import strategies as st
 
 import graphlstm as gl
@@ -297,10 +297,12 @@ def _grads_agree(cell: gl.Cell, optimize: bool) -> None:
 
 
 def _coarse_step_agrees(cell: gl.Cell, optimize: bool, report) -> bool:
-    """A second opinion for the arrays that failed: the same five-point stencil with a step
-    of 1e-3, and an error floor of 1e-10 of the loss. When a gradient is tiny against the
-    loss (a state forgotten through contracting matmuls, or raised to the 16th power over
-    four steps), rounding spoils the 1e-5 step, not this one; a wrong derivative fails both."""
+    """A second opinion for the arrays that failed: the same five-point stencil along one
+    random direction with a step of 1e-3 or 1e-5, and an error floor of 1e-10 of the loss.
+    When a gradient is tiny against the loss (a state forgotten through contracting matmuls,
+    or raised to the 16th power over four steps), rounding spoils the element-wise check, not
+    these; the 1e-5 step serves when a relu's kink lies within 1e-3. A wrong derivative fails
+    both."""
     prog = gl.compile(cell, optimize=optimize)
     params, xs, state0, dys, dstate = random_problem(cell, report.sizes, 4, 3, 0)
     grads = prog.backward(params, xs, state0, dys, dstate)
@@ -317,16 +319,27 @@ def _coarse_step_agrees(cell: gl.Cell, optimize: bool, report) -> bool:
                 sum(np.sum(state_T[s] * dstate[s]) for s in dstate)
 
         v = rng.standard_normal(groups[which][name].shape)
-        numeric = _directional(loss, groups[which][name], v, eps=1e-3)
         analytic = float(np.sum(grads[name] * v))
         floor = 1e-10 * (1 + abs(loss(groups[which][name])))
-        if abs(numeric - analytic) > GRAD_TOL * max(abs(numeric), abs(analytic)) + floor:
+        if not any(abs(numeric - analytic) <= GRAD_TOL * max(abs(numeric), abs(analytic)) + floor
+                   for numeric in (_directional(loss, groups[which][name], v, eps=eps)
+                                   for eps in (1e-3, 1e-5))):
             return False
     return True
 
 
+KINK_AND_TINY_GRADIENT = (   # found by the long run: s0's gradient is 1e-8 of the loss, through a relu
+    "input x0[m]\nstate s0[n], s1[n]\nparam W2[k, n + n + n]\nparam W3[k, k]\nparam W9[n, k]\n"
+    "param W11[k, k + m + m]\nparam W12[k, m + m + m]\nparam W13[n, m]\nparam W14[n, n]\n"
+    "param W15[n, n + k + m]\ne1 = sigmoid(W3 @ [sigmoid(relu(W2 @ [s0, s0, s0]))])\n"
+    "e4 = ((s1) + b6) * p5\ne7 = (sigmoid(sigmoid(W9 @ [e1]))) * p8\n"
+    "e10 = (W12 @ [x0, x0, x0]) * (W11 @ [e1, x0, x0])\ns0' = W14 @ [sigmoid(W13 @ [x0])]\n"
+    "s1' = tanh(sigmoid(W15 @ [e4, e1, x0]))\noutput s0'\noutput y = (x0) * p16\n")
+
+
 @_examples(default=25, long=8_000)
 @given(wellformed_cells())
+@example(KINK_AND_TINY_GRADIENT)
 def test_random_wellformed_cells_match_the_interpreter_and_central_differences(text):
     cell = gl.parse(text, name="fuzz")
     if not _run_and_compare(cell):

@@ -18,7 +18,7 @@ import sympy
 from .. import ops
 from ..ir import Function, Node, Op
 from .layout import computes_array
-from .lower import formula_into, in_place_safe, lowerable
+from .lower import call_into, formula_into, in_place_safe, lowerable, update
 from .naming import Namer
 from .printer import ATOM, Printer
 
@@ -303,7 +303,7 @@ class Emitter:
 
     def into(self, node: Node, dest: str, indent: str) -> list[str]:
         """Statements computing `node` into the existing array `dest`, without temporaries
-        where NumPy allows: `out=` for ufuncs and matmul, parts of a concat written into
+        where NumPy allows: an output array for ufuncs and matmul (see lower.py), parts of a concat written into
         slices of `dest`, an operand already in `dest` (or a single-use operand built there)
         updated in place, formulas lowered to ufunc calls (lower.py); in the loop, other
         compound operands go through scratch arrays made before it."""
@@ -317,19 +317,19 @@ class Emitter:
             vector, lines, lent = self._operand(src[1], indent)
             if self.lead(src[1]) > 1:
                 self.helpers.add("_dot")
-                lines.append(f"{indent}_dot({vector}, {matrix}, out={dest})")
+                lines.append(indent + call_into("_dot", dest, vector, matrix))
             else:
-                call = "np.dot" if self._contiguous(dest) else "np.matmul"   # np.dot: less overhead
-                lines.append(f"{indent}{call}({vector}, {matrix}, out={dest})")
+                call = "dot" if self._contiguous(dest) else "matmul"   # dot: less overhead
+                lines.append(indent + call_into(call, dest, vector, matrix))
             return lines + self._give(lent)
         if op is Op.OUTER and not node.arg:
             a, b = self.expr(src[0])[0], self.expr(src[1])[0]
             if not src[0].batched:
-                return [f"{indent}np.outer({a}, {b}, out={dest})"]
+                return [indent + call_into("outer", dest, a, b)]
             if self.lead(src[0]) == 2:
                 self.helpers.add("_flat")
                 a, b = f"_flat({a})", f"_flat({b})"
-            return [f"{indent}np.matmul({a}.T, {b}, out={dest})"]
+            return [indent + call_into("matmul", dest, f"{a}.T", b)]
         if op is Op.NONLIN:
             lines = self._formula_into(node, dest, indent)
             if lines is not None:
@@ -346,10 +346,10 @@ class Emitter:
             lines = [] if there is None else self.into(src[there], dest, indent)
         else:
             lines = []
-        if there is None:                                  # `np.add(a, b, out=dest)`
+        if there is None:                                  # `add(a, b, dest)`
             (a, more_a, lent_a), (b, more_b, lent_b) = (self._operand(s, indent) for s in src[:2])
-            call = "np.multiply" if node.op is Op.GATE else "np.add"
-            lines += more_a + more_b + [f"{indent}{call}({a}, {b}, out={dest})"]
+            call = "multiply" if node.op is Op.GATE else "add"
+            lines += more_a + more_b + [indent + call_into(call, dest, a, b)]
             lines += self._give(lent_a) + self._give(lent_b)
             rest = src[2:]
         else:
@@ -411,7 +411,7 @@ class Emitter:
         return []
 
     def _formula_into(self, node: Node, dest: str, indent: str) -> list[str] | None:
-        """A nonlinearity as ufunc calls into `dest` (None: no `out=` form, see lower.py)."""
+        """A nonlinearity as ufunc calls into `dest` (None: no ufunc form, see lower.py)."""
         expr, operand = node.arg.expr, node.src[0]
         if not lowerable(expr):
             return None
@@ -429,13 +429,13 @@ class Emitter:
         return lines + self._give(lent)
 
     def _update(self, node: Node, dest: str, operand: Node, indent: str) -> list[str]:
-        """`dest *= b` for a gate, `dest += b` (or `-= b`) for a sum."""
+        """`dest *= b` for a gate, `dest += b` (or `-= b`) for a sum, as ufunc calls."""
         if node.op is Op.SUM and _negated(operand) and operand not in self.env:
-            operand, sign = operand.src[0], "-="           # `-b` written inline: subtract b
+            operand, sign = operand.src[0], "-"            # `-b` written inline: subtract b
         else:
-            sign = "*=" if node.op is Op.GATE else "+="
+            sign = "*" if node.op is Op.GATE else "+"
         code, lines, lent = self._operand(operand, indent)
-        return lines + [f"{indent}{dest} {sign} {code}"] + self._give(lent)
+        return lines + [indent + update(dest, sign, code)] + self._give(lent)
 
     def _into_parts(self, node: Node, dest: str, indent: str) -> list[str]:
         """Each part of a concat computed into its slice of `dest` (a slice of a slice is

@@ -7,7 +7,7 @@ in place       A gate's pre-activation is added up in its all-steps slot, and an
 
                    z = zx[t]                  (zx: the input projection of every step)
                    z += h @ U.T               (no new array for the sum)
-                   _sigmoid(z, out=z)         (none for the activation either)
+                   _sigmoid(z, half, z)       (none for the activation either)
 
                Activations the backward reads then live in the all-steps array itself.
 state slots    Each state has a [T+1] sequence (slot 0: the initial state, slot t+1: written by

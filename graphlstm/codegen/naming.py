@@ -11,12 +11,19 @@ import builtins
 import keyword
 import re
 
+#: NumPy functions the generated module imports by name (`from numpy import multiply`): the
+#: ones that write into a given array, which the time loops call dozens of times a step.
+NUMPY_CALLS = frozenset({
+    "add", "subtract", "multiply", "divide", "negative", "square", "sqrt", "power", "tanh",
+    "exp", "log", "sin", "cos", "tan", "arctan", "sinh", "cosh", "absolute", "sign",
+    "maximum", "minimum", "heaviside", "copyto", "dot", "matmul", "outer",
+})
 # Names the generated module defines or uses at module level or as fixed locals.
 MODULE_NAMES = frozenset({
     "np", "forward", "backward", "INPUTS", "STATES", "PARAMS", "OUTPUTS", "SIZES",
     "params", "xs", "state0", "dys", "dstate_T", "T", "B", "t", "dtype", "ys", "grads",
     "state_T", "tape", "first",
-})
+}) | NUMPY_CALLS
 RESERVED = MODULE_NAMES | frozenset(keyword.kwlist) | frozenset(keyword.softkwlist) \
     | frozenset(dir(builtins))
 

@@ -30,7 +30,7 @@ from .. import ops
 from .printer import ATOM
 from .emit import Emitter
 from .layout import Sequence, plan_layout
-from .naming import Namer
+from .naming import NUMPY_CALLS, Namer
 from .runtime import HELPERS, VALIDATION
 
 I1, I2, I3 = "    ", "        ", "            "
@@ -187,11 +187,11 @@ class ModuleWriter:
     def source(self) -> str:
         fwd = self.forward()
         bwd = [BackwardWriter(self).write(), ""] if self.with_backward else []
-        parts = [self.header(), "import numpy as np", "", self.constants(), "", fwd, "", *bwd,
-                 "# Helpers", self.prepare()]
-        parts += [HELPERS[h].rstrip() + "\n" for h in sorted(self.helpers)]
-        parts.append(VALIDATION.rstrip() + "\n")
-        return "\n".join(parts)
+        code = [fwd, "", *bwd, "# Helpers", self.prepare()]
+        code += [HELPERS[h].rstrip() + "\n" for h in sorted(self.helpers)]
+        code.append(VALIDATION.rstrip() + "\n")
+        return "\n".join([self.header(), *imports("\n".join(code)), "", self.constants(), "",
+                          *code])
 
     def header(self) -> str:
         kind = "optimised" if self.optimize else "plain: the graph as written, no optimisation passes"
@@ -580,6 +580,20 @@ class ModuleWriter:
                 lines.append(f'{indent}{self.leaf_names[leaf]} = xs["{leaf.arg}"][t]')
                 em.bind(leaf, self.leaf_names[leaf])
         return lines
+
+
+def imports(code: str) -> list[str]:
+    """`import numpy as np`, and the NumPy functions the code calls by name (the ones that
+    write into a given array: a loop calls them dozens of times a step, see lower.py)."""
+    tokens = list(tokenize.generate_tokens(io.StringIO(code).readline))
+    called = {tok.string for before, tok, after in zip(tokens, tokens[1:], tokens[2:])
+              if tok.type == tokenize.NAME and tok.string in NUMPY_CALLS
+              and after.string == "(" and before.string != "."}
+    lines = ["import numpy as np"]
+    if called:
+        lines.append("from numpy import " + ", ".join(sorted(called))
+                     + "  # ufuncs (and dot): each writes into its last argument")
+    return lines
 
 
 def step_matrices(region: list[Node]) -> set[Node]:

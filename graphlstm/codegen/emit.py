@@ -23,8 +23,9 @@ from .naming import Namer
 from .printer import ATOM, Printer
 
 
-#: A slot of a sequence the writers made (`c_seq[t + 1]`): a whole, contiguous array.
-_SLOT = re.compile(r"^\w+\[t( \+ 1)?\]$")
+#: A slot of a sequence the writers made (`c_seq[t + 1]`): a whole, contiguous array, unless
+#: the sequence is a view of some columns of another (`Emitter.strided`).
+_SLOT = re.compile(r"^(\w+)\[t( \+ 1)?\]$")
 
 #: Longer chains of single-use values (a product of 1,000 factors) are cut into named
 #: pieces, so that neither this emitter nor Python's parser recurses too deeply.
@@ -59,6 +60,7 @@ class Emitter:
     _widened: dict[Node, tuple[str, int]] = field(default_factory=dict)   # node -> its own code
     placed: dict[Node, tuple[Node, int]] = field(default_factory=dict)  # part -> (concat, k)
     _whole_slots: set[str] = field(default_factory=set)   # names of `seq[t]`-like slots
+    strided: set[str] = field(default_factory=set)   # sequences that view columns of another
 
     def __post_init__(self) -> None:
         self.printer.constant = self.constant
@@ -173,7 +175,8 @@ class Emitter:
                 self.env[dest] = (ident, ATOM)
                 lines += self.into(node, ident, indent)
             elif dest is not None:
-                if _SLOT.match(dest):
+                slot = _SLOT.match(dest)
+                if slot and slot.group(1) not in self.strided:
                     self._whole_slots.add(ident)
                 lines.append(f"{indent}{ident} = {dest}")
                 lines += self.into(node, ident, indent)
@@ -453,8 +456,17 @@ class Emitter:
             if part in self.env:
                 lines.append(f"{indent}{target} = {self.env[part][0]}")
             else:
-                lines += self.into(part, target, indent)
+                lines += self._named_view(part, target, self.into(part, target, indent), indent)
         return lines
+
+    def _named_view(self, part: Node, target: str, lines: list[str], indent: str) -> list[str]:
+        """A slice the lines write and read more than once (`multiply(d[..., :n], s,
+        d[..., :n])`) is named once (`d_f = d[..., :n]`): NumPy makes a new view object per
+        slicing, ~0.1 us each, which adds up in a loop of small arrays."""
+        if sum(line.count(target) for line in lines) < 2:
+            return lines
+        view = self.name(part)
+        return [f"{indent}{view} = {target}"] + [line.replace(target, view) for line in lines]
 
     def _part_offset(self, node: Node, k: int):
         return sympy.expand(sum((self.shape(p)[node.arg] for p in node.src[:k]), sympy.Integer(0)))

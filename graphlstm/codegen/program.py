@@ -693,25 +693,31 @@ class BackwardWriter:
         kept concatenation it is a part of (see layout)."""
         lines, self.slot, self.kept = [], {}, {}
         placed = self.mw.layout.placed
+        arrays: dict[Node, tuple[str, str]] = {}    # node -> (array of every step, index of t)
         for node in [*self.plan.post_store, *self.mw.layout.containers]:
             host = self.mw.layout.shared.get(node)
             if node in placed:
                 continue
             if host is not None:
-                self.slot[node] = f"{self.seqs[host]}[t + 1]"
+                arrays[node] = (self.seqs[host], "t + 1")
                 self.kept[node] = em.name(node, "_seq")
             else:
                 name = em.name(node, "_seq")
                 lines.append(f"{I1}{name} = np.empty({self.mw.shape_text(node, self.bwd)}, dtype)")
-                self.slot[node], self.kept[node] = f"{name}[t]", name
+                arrays[node], self.kept[node] = (name, "t"), name
         pending = dict(placed)
         while pending:                        # outer concatenations first (parts may nest)
             for part, (concat, k) in list(pending.items()):
-                if concat in self.slot:
+                if concat in arrays:          # its slice of every step, viewed once
                     index = em.part_index(concat, k)
-                    self.slot[part] = f"{self.slot[concat]}{index}"
+                    array, step = arrays[concat]
+                    name = em.name(part, "_seq")
+                    lines.append(f"{I1}{name} = {array}{index}")
+                    em.strided.add(name)
+                    arrays[part] = (name, step)
                     self.kept[part] = f"{self.kept[concat]}{index}"
                     del pending[part]
+        self.slot = {node: f"{array}[{step}]" for node, (array, step) in arrays.items()}
         em.placed = dict(placed)
         return lines
 

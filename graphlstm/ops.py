@@ -194,7 +194,8 @@ def evaluate(node: Node, args: list[np.ndarray], ctx: "EvalContext") -> np.ndarr
     if op is Op.OUTER:
         a, b = args
         if node.arg:
-            return _reference_conv_weights(a, b, node.arg, node.src[0].batched)
+            kernel = tuple(int(k) for k in node.arg)       # (kh, kw) may be SymPy integers
+            return _reference_conv_weights(a, b, kernel, node.src[0].batched)
         return np.einsum("za,zb->ab" if node.src[0].batched else "a,b->ab", a, b)
     if op is Op.NONLIN:
         return _apply(node.arg, args[0])

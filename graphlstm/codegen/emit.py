@@ -350,8 +350,15 @@ class Emitter:
         else:
             lines = []
         if there is None:                                  # `add(a, b, dest)`
-            (a, more_a, lent_a), (b, more_b, lent_b) = (self._operand(s, indent) for s in src[:2])
+            first, second = src[:2]
             call = "multiply" if node.op is Op.GATE else "add"
+            if node.op is Op.SUM and self._inline_negation(first) and \
+                    not self._inline_negation(second):
+                first, second = second, first              # -a + b = b - a
+            if node.op is Op.SUM and self._inline_negation(second):
+                call, second = "subtract", second.src[0]   # a - b: `subtract(a, b, dest)`
+            (a, more_a, lent_a), (b, more_b, lent_b) = (self._operand(s, indent)
+                                                        for s in (first, second))
             lines += more_a + more_b + [indent + call_into(call, dest, a, b)]
             lines += self._give(lent_a) + self._give(lent_b)
             rest = src[2:]
@@ -431,9 +438,13 @@ class Emitter:
         lines += formula_into(expr, u, dest, indent, self.constant, take, give, self.helpers)
         return lines + self._give(lent)
 
+    def _inline_negation(self, operand: Node) -> bool:
+        """`-b` written inline (not a value of its own): a sum subtracts b instead."""
+        return _negated(operand) and operand not in self.env
+
     def _update(self, node: Node, dest: str, operand: Node, indent: str) -> list[str]:
         """`dest *= b` for a gate, `dest += b` (or `-= b`) for a sum, as ufunc calls."""
-        if node.op is Op.SUM and _negated(operand) and operand not in self.env:
+        if node.op is Op.SUM and self._inline_negation(operand):
             operand, sign = operand.src[0], "-"            # `-b` written inline: subtract b
         else:
             sign = "*" if node.op is Op.GATE else "+"

@@ -7,6 +7,7 @@ with `rebuild.rewrite` itself.
 from __future__ import annotations
 
 from ..ir import Function
+from .factor import factor_products
 from .fold import concat_slices, fold_pads
 from .fuse import flatten_sums, fuse_matmuls, fuse_slices
 from .hoist import hoist_sums
@@ -16,7 +17,7 @@ from .split import split_concat
 #: The forward step's passes, in order.
 FORWARD_PASSES = [split_concat, flatten_sums, fuse_matmuls, fuse_slices, hoist_sums]
 #: The backward step's passes (run on the derivative of the optimised forward step).
-BACKWARD_PASSES = [fold_pads, concat_slices]
+BACKWARD_PASSES = [fold_pads, factor_products, concat_slices]
 
 
 def cse_dce(fn: Function) -> Function:

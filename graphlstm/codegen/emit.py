@@ -93,8 +93,8 @@ class Emitter:
             return f"W_{label}_{vec}"
         if node.op is Op.CONCAT and all(s in self.env for s in node.src):
             names = [self.env[s][0] for s in node.src]
-            if all(n.isidentifier() and len(n) <= 12 for n in names):
-                return "_".join(names)
+            if all(n.isidentifier() for n in names) and len("_".join(names)) <= 16:
+                return "_".join(names)                        # [x, h] -> x_h
         label = self.fn.labels.get(node, "v")
         if node.op is Op.CONCAT and all(s.op is Op.OUTER for s in node.src):
             return f"{label}_outer"        # the weight gradients of several parts, side by side

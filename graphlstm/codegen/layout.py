@@ -18,11 +18,12 @@ shared slots   A backward value kept for after the loop (an LSTM's gate gradient
                nothing reads after the loop: the backward runs from t = T-1 down, so slot t+1
                was read for the last time one step before. Such sequences get one spare slot.
                The backward thereby consumes its tape.
-               A kept value that is a part of a kept concatenation (a peephole LSTM's gate
-               gradients, also read alone after the loop) is computed into its slice of the
-               concatenation's slot: no slot of its own, no copy. So is a concatenation the
-               code after the loop makes of kept values only (an MGU's gate gradients for
-               the input GEMMs): its array is made before the loop and filled by it.
+               A value the loop computes that is a part of a kept concatenation (a peephole
+               LSTM's gate gradients, also read alone after the loop) is computed into its
+               slice of the concatenation's slot: no slot of its own, no copy; a kept slice
+               of a kept value is a view of it. A concatenation the code after the loop
+               makes of kept values only (an MGU's gate gradients for the input GEMMs) has
+               its array made before the loop, and the loop fills it.
 """
 from __future__ import annotations
 
@@ -69,6 +70,7 @@ class Layout:
     shared: dict[Node, Sequence] = field(default_factory=dict)     # backward value -> host
     placed: dict[Node, tuple[Node, int]] = field(default_factory=dict)  # part -> (concat, index)
     containers: list[Node] = field(default_factory=list)  # concats after the loop, filled in it
+    views: dict[Node, Node] = field(default_factory=dict)  # kept slice -> the kept value it views
 
     def whole(self, seq: Sequence) -> Node | None:
         """The stored value filling a sequence's slots (what to call it after), if one does."""
@@ -149,7 +151,8 @@ def _plan_in_place(plan, out: Layout, loop: set[Node], pinned: set[Node], fixed:
         if node in out.home or node in fixed:        # results are computed into their arrays
             continue
         if node.op in (Op.SUM, Op.GATE):
-            target = next((s for s in node.src if s in pre and dead(s) and s.op in FRESH
+            target = next((s for s in node.src if dead(s) and (
+                (s in pre and s.op in FRESH) or _slice_in_place(s, out, users, pinned))
                            and plan.fwd.shapes[s] == plan.fwd.shapes[node]
                            and s.batched == node.batched), None)
             if target is not None:
@@ -158,6 +161,17 @@ def _plan_in_place(plan, out: Layout, loop: set[Node], pinned: set[Node], fixed:
             operand = node.src[0]
             if operand in loop and dead(operand) and _owned(operand, out, users, pinned):
                 out.over[node] = operand
+
+
+def _slice_in_place(node: Node, out: Layout, users: dict[Node, list[Node]],
+                    pinned: set[Node]) -> bool:
+    """A slice of a loop value that already overwrites an all-steps array (the gates' sum in
+    the input projection's slot), its other readers disjoint slices: a sum over it may be
+    computed in place too (a peephole LSTM's `P[0:2n] + [p_f * c; p_i * c]`)."""
+    base = node
+    while base.op is Op.SLICE:
+        base = base.src[0]
+    return node.op is Op.SLICE and base in out.over and _owned(node, out, users, pinned)
 
 
 def computes_array(node: Node) -> bool:
@@ -238,10 +252,13 @@ def _share_slots(plan, out: Layout) -> None:
     read_after = {_storage(out, node) for node in after}
     busy |= {seq for seq in out.seqs if seq.root in read_after}
     kept, computed = set(plan.post_store), set(plan.loop_b)
-    for node in plan.post_store:
+    results = dict(plan.bwd.results)
+    carried = {results[f"grad_{s.arg}"] for s in plan.fwd.leaves_of(Op.STATE)}
+    for node in plan.post_store:     # parts computed in the loop go straight into their slice
         if node.op is Op.CONCAT and node.batched:
             for k, part in enumerate(node.src):
-                if part in kept and part in computed and part.batched and part not in out.placed \
+                if part in computed and part.batched and part not in carried \
+                        and part.op is not Op.SLICE and part not in out.placed \
                         and part not in node.src[:k]:
                     out.placed[part] = (node, k)
     for node in plan.post_b:     # a concat of kept parts only: its array is made before the loop
@@ -249,8 +266,11 @@ def _share_slots(plan, out: Layout) -> None:
                 p in kept and p in computed and p.batched and p not in out.placed for p in node.src):
             out.containers.append(node)
             out.placed.update({part: (node, k) for k, part in enumerate(node.src)})
+    for node in plan.post_store:     # a slice of a kept value is a view of where that is kept
+        if node.op is Op.SLICE and node.batched and (node.src[0] in kept or node.src[0] in out.placed):
+            out.views[node] = node.src[0]
     for node in [*plan.post_store, *out.containers]:
-        if node in out.placed:
+        if node in out.placed or node in out.views:
             continue
         shape = plan.bwd.shapes[node]
         for seq in out.seqs:

@@ -696,7 +696,7 @@ class BackwardWriter:
         arrays: dict[Node, tuple[str, str]] = {}    # node -> (array of every step, index of t)
         for node in [*self.plan.post_store, *self.mw.layout.containers]:
             host = self.mw.layout.shared.get(node)
-            if node in placed:
+            if node in placed or node in self.mw.layout.views:
                 continue
             if host is not None:
                 arrays[node] = (self.seqs[host], "t + 1")
@@ -718,6 +718,8 @@ class BackwardWriter:
                     self.kept[part] = f"{self.kept[concat]}{index}"
                     del pending[part]
         self.slot = {node: f"{array}[{step}]" for node, (array, step) in arrays.items()}
+        for node, base in self.mw.layout.views.items():
+            self.kept[node] = ops.CODE[Op.SLICE](node, [(self.kept[base], ATOM)], em)[0]
         em.placed = dict(placed)
         return lines
 

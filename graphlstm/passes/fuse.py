@@ -82,8 +82,14 @@ def fuse_slices(fn: Function) -> Function:
 
         before:  f = sigmoid(P[0:n]);  i = sigmoid(P[n:2n]);  o = sigmoid(P[2n:3n])
         after:   S = sigmoid(P[0:3n]);  f = S[0:n];  i = S[n:2n];  o = S[2n:3n]
-    Parameter operands are stacked (`P[0:n] + b_f`, `P[n:2n] + b_i` -> `P[0:2n] + [b_f; b_i]`).
-    Repeats until nothing changes, so fusion climbs from the GEMM up through sums and
+    Parameter operands are stacked (`P[0:n] + b_f`, `P[n:2n] + b_i` -> `P[0:2n] + [b_f; b_i]`),
+    and so are operands computed for one member alone, which the code then computes into
+    their slices of one array (a peephole LSTM's `p_f * c`, `p_i * c`):
+
+        before:  f = sigmoid(P[0:n] + p_f * c);  i = sigmoid(P[n:2n] + p_i * c)
+        after:   S = sigmoid(P[0:2n] + [p_f * c; p_i * c]);  f = S[0:n];  i = S[n:2n]
+    Members that depend on one another stay apart (the output gate's `p_o * c'` needs f and
+    i). Repeats until nothing changes, so fusion climbs from the GEMM up through sums and
     nonlinearities.
     """
     for _ in range(8):
@@ -95,13 +101,17 @@ def fuse_slices(fn: Function) -> Function:
     return fn
 
 
-def _operand_kind(node: Node) -> tuple | None:
+def _operand_kind(node: Node, table: dict[Node, list[Node]] | None = None) -> tuple | None:
     """('slice', array, lo, hi) for a slice of a batched array, ('param',) for a value with no
-    batch axis, None for anything else."""
+    batch axis, ('own',) for a batched value computed for its one user (with `table`, the
+    users of every node), None for anything else."""
     if node.op is Op.SLICE and node.arg[0] == 0 and node.src[0].batched:
         return ("slice", node.src[0], node.arg[1], node.arg[2])
     if not node.batched:
         return ("param",)
+    if table is not None and not node.op.is_leaf and node.op is not Op.SLICE \
+            and len(table.get(node, ())) == 1:
+        return ("own",)
     return None
 
 
@@ -125,15 +135,20 @@ def _fusion_plan(fn: Function) -> tuple[dict[Node, Node], dict[Node, str]]:
     """Replacement for every node that joins a run of fusable neighbours, and the names
     (joined equation labels) of the new fused nodes."""
     groups: dict[tuple, list[tuple[Node, sympy.Expr, sympy.Expr]]] = {}
-    for node in fn.nodes():
-        key_range = _member_key(node)
+    table = users(fn)
+    order = {node: k for k, node in enumerate(fn.nodes())}
+    for node in order:
+        key_range = _member_key(node, table)
         if key_range is not None:
             key, lo, hi = key_range
             groups.setdefault(key, []).append((node, lo, hi))
     plan: dict[Node, Node] = {}
     names: dict[Node, str] = {}
     for key, members in groups.items():
-        for run in _contiguous_runs(members):
+        runs = _contiguous_runs(members)
+        if any(kind == ("own",) for kind in key[2]):
+            runs = [part for run in runs for part in _independent(run, order)]
+        for run in runs:
             replacements = _fuse_run(fn, key, run)
             label = joined(fn.labels.get(m, "") for m in replacements)
             for new in replacements.values():
@@ -144,19 +159,49 @@ def _fusion_plan(fn: Function) -> tuple[dict[Node, Node], dict[Node, str]]:
     return plan, names
 
 
-def _member_key(node: Node) -> tuple | None:
-    """(fusion key, lo, hi) when node is an elementwise op over same-range slices."""
+def _member_key(node: Node, table: dict[Node, list[Node]]) -> tuple | None:
+    """(fusion key, lo, hi) when node is an elementwise op over same-range slices (and
+    parameters, and operands of its own)."""
     if node.op not in (Op.NONLIN, Op.GATE, Op.SUM) or not node.batched:
         return None
-    kinds = [_operand_kind(s) for s in node.src]
+    kinds = [_operand_kind(s, table) for s in node.src]
     if any(k is None for k in kinds):
         return None
     ranges = {(k[2], k[3]) for k in kinds if k[0] == "slice"}
     if len(ranges) != 1:
         return None
     lo, hi = next(iter(ranges))
-    pattern = tuple(("slice", k[1]) if k[0] == "slice" else ("param",) for k in kinds)
+    pattern = tuple(("slice", k[1]) if k[0] == "slice" else k for k in kinds)
     return (node.op, node.arg, pattern), lo, hi
+
+
+def _independent(run, order: dict[Node, int]) -> list:
+    """A run (in range order) cut before a member that depends on one of the piece so far,
+    or that one of them depends on (fusing them would make a cycle); pieces of length >= 2."""
+    pieces, current = [], []
+    for member in run:
+        if any(_depends(member[0], other[0], order) or _depends(other[0], member[0], order)
+               for other in current):
+            pieces.append(current)
+            current = []
+        current.append(member)
+    pieces.append(current)
+    return [piece for piece in pieces if len(piece) >= 2]
+
+
+def _depends(node: Node, on: Node, order: dict[Node, int]) -> bool:
+    """Whether `node` reads `on` (through any chain of operands). Nodes before `on` in the
+    stable order cannot, so the walk stops there."""
+    stack, seen, limit = list(node.src), set(), order[on]
+    while stack:
+        n = stack.pop()
+        if n is on:
+            return True
+        if n in seen or order.get(n, -1) < limit:
+            continue
+        seen.add(n)
+        stack.extend(n.src)
+    return False
 
 
 def _contiguous_runs(members):
@@ -188,7 +233,7 @@ def _fuse_run(fn: Function, key: tuple, run) -> dict[Node, Node]:
             array = kind[1]
             whole = lo == 0 and sympy.expand(hi - fn.shapes[array][0]) == 0
             operands.append(array if whole else ops.slice_(array, 0, lo, hi))
-        else:
+        else:                                 # parameters, or operands of each member's own
             operands.append(ops.concat([member[0].src[position] for member in run], axis=0))
     fused = Node.make(op, operands, arg)
     return {member: ops.slice_(fused, 0, sympy.expand(m_lo - lo), sympy.expand(m_hi - lo))

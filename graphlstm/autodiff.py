@@ -39,7 +39,7 @@ def vjp(fn: Function) -> Function:
     for node in reversed(toposort([n for _, n in fn.results])):
         if node not in cotangents:
             continue
-        total = ops.add(*cotangents.pop(node))
+        total = _accumulate(cotangents.pop(node))
         ops.infer_shapes([total], shapes)
         totals[node] = total
         adjoint_of.setdefault(total, node)
@@ -52,6 +52,13 @@ def vjp(fn: Function) -> Function:
                 _tag(contribution, node, adjoint_of, forward)
                 cotangents.setdefault(operand, []).append(contribution)
     return _backward_function(fn, seeds, totals, shapes, adjoint_of)
+
+
+def _accumulate(terms: list[Node]) -> Node:
+    """The sum of a node's cotangent contributions. A contribution that is itself a sum is
+    another node's total cotangent (passed on through a forward sum) and stays one term: it
+    is computed once, and flattening it into this sum would add its terms again here."""
+    return terms[0] if len(terms) == 1 else Node.make(Op.SUM, terms)
 
 
 def _tag(contribution: Node, forward_node: Node, adjoint_of: dict, forward: set) -> None:

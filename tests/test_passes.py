@@ -10,7 +10,7 @@ from graphlstm import reference
 from graphlstm.autodiff import vjp
 from graphlstm.ir import Function, Op, concrete_shape
 from graphlstm.passes import optimize_step
-from graphlstm.passes.factor import factor_products
+from graphlstm.passes.algebra import factor_products, interpolate
 from graphlstm.passes.fold import fold_pads
 from graphlstm.testing import default_sizes
 
@@ -35,7 +35,7 @@ def assert_same_values(before: Function, after: Function, sizes: dict[str, int])
 
 def shared_factors(fn: Function) -> list:
     """Sums with two single-use products (or negated products) that share a factor."""
-    from graphlstm.passes.factor import _product, _shared_factor
+    from graphlstm.passes.algebra import _product, _shared_factor
     from graphlstm.passes.rebuild import users
     table = users(fn)
     found = []
@@ -60,15 +60,51 @@ def test_factor_products_keeps_the_values(name):
     assert shared_factors(factored) == []
 
 
-@pytest.mark.parametrize("name,line", [("mgu", "subtract(h_tilde, h_, d_f_gated)"),
-                                       ("gru_torch", "subtract(h_, n_, d_z)"),
-                                       ("lstm_coupled", "subtract(g, c_, d_i)")])
-def test_a_gated_update_gives_its_gate_one_product(name, line):
-    """`(1 - f) * h + f * h~` gives f the cotangent `d_h * h~ - d_h * h`: factored, one
-    multiplication fewer per step, and the difference is one `subtract` in the loop."""
-    bwd, _ = backward_of(name)
+def test_products_sharing_a_factor_share_one_multiplication():
+    """`d_q` reaches p through the nonlinearities of `q = relu(p) + softplus(p) - ...`:
+    `d_q * relu'(p) + d_q * softplus'(p) + d_q * hard_sigmoid'(p)` becomes
+    `d_q * (relu'(p) + softplus'(p) + hard_sigmoid'(p))`, two multiplications fewer per step
+    (softsign's term is a product with -d_q)."""
+    bwd, _ = backward_of("all_builtins")
     assert shared_factors(bwd), "the pattern is there before the pass"
     products = lambda fn: sum(n.op is Op.GATE for n in fn.nodes())  # noqa: E731
-    assert products(factor_products(bwd)) == products(bwd) - 1
+    assert products(factor_products(bwd)) == products(bwd) - 2
+
+
+@pytest.mark.parametrize("name", ALL_CELLS)
+def test_interpolate_keeps_the_values(name):
+    cell = corpus_cell(name)
+    assert_same_values(cell.step, interpolate(cell.step), default_sizes(cell))
+
+
+def one_minus(fn: Function) -> list:
+    """The `1 - z` nodes of a step."""
+    return [n for n in fn.nodes() if n.op is Op.NONLIN and not n.arg.name
+            and str(n.arg.expr) == "1 - u"]
+
+
+@pytest.mark.parametrize("name,lines", [
+    ("mgu", ["subtract(h_tilde, h, h_new)", "multiply(h_new, f, h_new)", "add(h_new, h, h_new)"]),
+    ("gru", ["subtract(h_tilde, h, h_new)", "multiply(h_new, z, h_new)", "add(h_new, h, h_new)"]),
+    ("gru_torch", ["subtract(h, n_, h_new)", "multiply(h_new, z, h_new)", "add(h_new, n_, h_new)"]),
+    ("lstm_coupled", ["subtract(g, c, c_new)", "multiply(c_new, i, c_new)", "add(c_new, c, c_new)"]),
+])
+def test_a_gated_interpolation_is_one_product(name, lines):
+    """`(1 - z) * a + z * b` is computed as `a + z * (b - a)`: three calls in the loop, not
+    four, and no `1 - z`."""
+    step = gl.zoo.get(name).step
+    products = lambda fn: sum(n.op is Op.GATE for n in fn.nodes())  # noqa: E731
+    assert one_minus(step) and not one_minus(interpolate(step))
+    assert products(interpolate(step)) == products(step) - 1
     src = gl.compile(gl.zoo.get(name)).source
-    assert line in src[src.index("for t in range(T - 1"):src.index("# After the loop")]
+    loop = src[src.index("    for t in range(T)"):src.index("def backward(")]
+    text = "\n".join(line.strip() for line in loop.splitlines())
+    assert "\n".join(lines) in text
+
+
+def test_a_shared_cotangent_is_added_once():
+    """h' = h + f * (h~ - h) passes the cotangent of h' on to h through the sum: it is one
+    term of h's cotangent (added once), not its terms added again."""
+    src = gl.compile(gl.zoo.get("mgu")).source
+    loop = src[src.index("for t in range(T - 1"):src.index("# After the loop")]
+    assert loop.count("dys_h[t]") == 1 and "add(grad_h, d_h_new_, grad_h)" in loop

@@ -49,6 +49,7 @@ class Emitter:
     constants: dict[str, tuple[str, str]] = field(default_factory=dict)  # number -> (name, literal)
     contiguous: set[Node] = field(default_factory=set)   # matrices to copy to contiguous memory
     scratch: list[tuple[str, str]] = field(default_factory=list)   # (name, shape) made before the loop
+    transposed: dict[str, str] = field(default_factory=dict)   # matrix -> its `.T` made before the loop
     zeroed: set[str] = field(default_factory=set)    # scratch names made as zeros (never written)
     buffered: bool = False          # loop values get arrays made before the loop (optimised code)
     carried: list[tuple[Node, Node]] = field(default_factory=list)  # (next step's value, input it becomes)
@@ -316,7 +317,7 @@ class Emitter:
         if op in (Op.GATE, Op.SUM):
             return self._combine_into(node, dest, indent)
         if op is Op.MATMUL and len(self.shape(src[0])) == 2:
-            matrix = self.expr(src[0])[0] + ("" if node.arg else ".T")
+            matrix = self.expr(src[0])[0] if node.arg else self._transposed(src[0])
             vector, lines, lent = self._operand(src[1], indent)
             if self.lead(src[1]) > 1:
                 self.helpers.add("_dot")
@@ -410,9 +411,22 @@ class Emitter:
         return dest in self._whole_slots or any(name == dest for name, _ in self.scratch)
 
     def scratch_lines(self, indent: str) -> list[str]:
-        """The arrays the loop writes into (or reads as zeros), made before it."""
+        """The arrays the loop writes into (or reads as zeros), and the transposed views of
+        the matrices it multiplies by, made before it."""
         return [f"{indent}{name} = np.{'zeros' if name in self.zeroed else 'empty'}({shape}, dtype)"
-                for name, shape in self.scratch]
+                for name, shape in self.scratch] + \
+            [f"{indent}{name} = {matrix}.T" for matrix, name in self.transposed.items()]
+
+    def _transposed(self, matrix: Node) -> str:
+        """`W.T` for a product `v @ W.T`; in a loop (optimised code) a view made once before
+        it (`W_T = W.T`): NumPy makes a new view object at every `.T`, and `dot` is ~0.1 us
+        slower on it than on one it has seen (B=1, n=32)."""
+        code = self.expr(matrix)[0]
+        if not (self.buffered and self._lead == 1 and code.isidentifier()):
+            return f"{code}.T"
+        if code not in self.transposed:
+            self.transposed[code] = self.namer.name(f"{code}_T")
+        return self.transposed[code]
 
     def _give(self, lent: tuple | None) -> list[str]:
         if lent is not None:

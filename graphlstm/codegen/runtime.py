@@ -1,4 +1,5 @@
-"""Helpers copied verbatim into every generated module (the module imports numpy only)."""
+"""Helpers copied verbatim into every generated module (the module imports numpy only; the
+NumPy functions a helper calls by name are imported with the rest, see program.imports)."""
 
 HELPERS = {
     "_windows": '''
@@ -33,10 +34,10 @@ def _sigmoid(x, half=0.5, out=None):
     """The logistic function as 0.5 * tanh(x / 2) + 0.5: one transcendental, never overflows.
     `half`: 0.5 as a 0-d array of x's dtype (faster than a Python float on small arrays).
     `out`: the array to write (it may be x), passed on positionally like the generated code's."""
-    y = np.multiply(x, half, out)
-    np.tanh(y, y)
-    np.multiply(y, half, y)
-    np.add(y, half, y)
+    y = multiply(x, half, out)
+    tanh(y, y)
+    multiply(y, half, y)
+    add(y, half, y)
     return y
 ''',
     "_softplus": '''

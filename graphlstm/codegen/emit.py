@@ -99,6 +99,8 @@ class Emitter:
         label = self.fn.labels.get(node, "v")
         if node.op is Op.CONCAT and all(s.op is Op.OUTER for s in node.src):
             return f"{label}_outer"        # the weight gradients of several parts, side by side
+        if node.op is Op.SUM and not node.batched:
+            return f"{label}_bias"         # parameters added up once, then to every example
         return f"{label}_{_ROLE[node.op]}"
 
     def _matrix_of(self) -> dict[Node, Node]:

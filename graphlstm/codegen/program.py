@@ -132,7 +132,9 @@ class Plan:
     def _frontier(self, roots: list[Node], loop_f: set[Node]) -> set[Node]:
         """Walk back from what the backward reads; store an expensive value where the walk
         meets it (and do not look behind it), recompute the cheap ones on the way. A new
-        state costs nothing to keep: it is in the state's sequence already."""
+        state costs nothing to keep: it is in the state's sequence already. Nor does a
+        value that only adds a parameter to an expensive one, in its stead (gru_torch's
+        `W_hn @ h + b_hn`): the same memory, and nothing to recompute."""
         stored: set[Node] = set()
         seen: set[Node] = set()
         stack = list(roots)
@@ -141,11 +143,19 @@ class Plan:
             if node in seen or node not in loop_f:
                 continue
             seen.add(node)
-            if _is_expensive(node) or node in self.kept_free:   # new states: kept anyway
+            if _is_expensive(node) or node in self.kept_free or self._with_parameter(node):
                 stored.add(node)
             else:
                 stack.extend(node.src)
         return stored
+
+    def _with_parameter(self, node: Node) -> bool:
+        """A sum of one expensive value and parameters, of the value's shape."""
+        if node.op is not Op.SUM:
+            return False
+        batched = [s for s in node.src if s.batched]
+        return len(batched) == 1 and _is_expensive(batched[0]) and \
+            self.fwd.shapes[batched[0]] == self.fwd.shapes[node]
 
 
 class ModuleWriter:

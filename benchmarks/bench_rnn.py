@@ -3,6 +3,11 @@
     python benchmarks/bench_rnn.py            # the full table (several minutes)
     python benchmarks/bench_rnn.py --quick    # small and medium, float32, under a minute
 
+NumPy's OpenBLAS runs the kernels it picks for the CPU: a machine that pins them (our
+machines set OPENBLAS_CORETYPE=Haswell and OPENBLAS_L2_SIZE on AVX-512 CPUs) has the
+benchmark rerun itself without the pins (`--blas as-set` keeps them); the header says which
+kernels ran, and checks graphlstm's gradients against torch's with them.
+
 For each config (small, medium, large) and dtype, every contender below runs one forward and
 backward through time of the same sequence, all in this one process, interleaved: each round
 runs every contender once (the starting contender rotates), after two warm-up rounds; the table
@@ -396,31 +401,75 @@ def numpy_threads() -> int:
     return max((i["num_threads"] for i in mine), default=os.cpu_count() or 1)
 
 
+#: Variables some machines set to pin OpenBLAS's kernels (ours: Haswell, AVX2, on CPUs with
+#: AVX-512), since older OpenBLAS builds computed wrong results or crashed on those CPUs.
+BLAS_PINS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+UNPINNED = "GRAPHLSTM_BENCH_UNPINNED"   # what a re-run without the pins removed (for the header)
+
+
+def unpin_blas(argv: list[str] | None) -> None:
+    """Run this benchmark again in a process without the BLAS pins (`--blas native`, the
+    default): OpenBLAS then picks the kernels for the CPU, as it does on a machine that sets
+    neither. The pins only take effect when NumPy loads, hence a new process. The header says
+    what was removed, and `check_agreement` checks the kernels' results against PyTorch."""
+    pinned = {k: os.environ[k] for k in BLAS_PINS if k in os.environ}
+    if not pinned:
+        return
+    env = {k: v for k, v in os.environ.items() if k not in BLAS_PINS}
+    env[UNPINNED] = " ".join(f"{k}={v}" for k, v in pinned.items())
+    sys.stdout.flush()
+    args = sys.argv[1:] if argv is None else argv
+    os.execve(sys.executable, [sys.executable, str(Path(__file__).resolve()), *args], env)
+
+
 def blas_kernels() -> str:
-    """Which kernels numpy's OpenBLAS runs (threadpoolctl's `architecture`), with a note when
-    they are AVX2 ones on a CPU that has AVX-512: OPENBLAS_CORETYPE (which some machines set,
-    ours to Haswell) or a CPU model OpenBLAS does not know can keep it from the AVX-512
-    kernels, which run float32 GEMMs about 2x faster. All NumPy contenders use the same."""
+    """Which kernels numpy's OpenBLAS runs (threadpoolctl's `architecture`), the pins this
+    run removed or keeps, and a note when the kernels are AVX2 ones on a CPU that has AVX-512
+    (a pin, or a CPU model OpenBLAS does not know): the AVX-512 ones run float32 GEMMs about
+    2x faster. All NumPy contenders use the same."""
     try:
         from threadpoolctl import threadpool_info
     except ImportError:
-        return ""
+        return "  numpy BLAS kernels: unknown (pip install threadpoolctl to see them)"
     arch = next((i.get("architecture") for i in threadpool_info()
                  if i["user_api"] == "blas" and i.get("architecture")), None)
     if arch is None:
         return ""
-    pinned = os.environ.get("OPENBLAS_CORETYPE")
-    line = f"  numpy BLAS kernels: {arch}" + (f" (OPENBLAS_CORETYPE={pinned})" if pinned else "")
+    line = f"  numpy BLAS kernels: {arch}"
+    kept = " ".join(f"{k}={os.environ[k]}" for k in BLAS_PINS if k in os.environ)
+    if os.environ.get(UNPINNED):
+        line += f" (OpenBLAS's choice; this run unset {os.environ[UNPINNED]})"
+    elif kept:
+        line += f" (pinned: {kept})"
     try:
         avx512 = " avx512f " in Path("/proc/cpuinfo").read_text().replace("\n", " ")
     except OSError:
         avx512 = False
     if avx512 and arch in ("Haswell", "Zen", "SandyBridge"):
         line += ("  NOTE: AVX2 kernels on a CPU with AVX-512"
-                 + ("; unset OPENBLAS_CORETYPE for the AVX-512 ones" if pinned else
+                 + ("; run with --blas native for the AVX-512 ones" if kept else
                     "; OPENBLAS_CORETYPE=SkylakeX selects the AVX-512 ones")
                  + " (see benchmarks/README.md)")
     return line
+
+
+def check_agreement() -> float:
+    """graphlstm's LSTM gradients against torch.nn.LSTM's (its own BLAS) on a small problem in
+    float64, with the kernels this run uses: the largest difference. The pins exist because
+    some OpenBLAS builds computed wrong results on some CPUs; a timing table of wrong results
+    would mean nothing, so `main` stops above 1e-9."""
+    cfg = Config("check", T=5, B=3, n_in=7, n=9)
+    p = make_problem("lstm", cfg, "float64", seed=3)
+    want = gl.compile(gl.zoo.get("lstm")).backward(p.params, {"x": p.x}, p.state0, {"h": p.dys},
+                                                   p.dstate_T)
+    module = torch_cells.nn_lstm(p.params, cfg.n_in)
+    x, state0 = torch.tensor(p.x, requires_grad=True), torch_cells.tensors(p.state0, True)
+    torch_cells.vjp_runner(lambda: torch_cells.nn_forward(module, x, state0),
+                           [*module.parameters(), x, *state0.values()], torch.tensor(p.dys),
+                           torch_cells.tensors(p.dstate_T))()
+    got = torch_cells.nn_lstm_grads(module, cfg.n_in)
+    got.update(x=x.grad.numpy(), h=state0["h"].grad.numpy(), c=state0["c"].grad.numpy())
+    return max(float(np.max(np.abs(got[k] - want[k]))) for k in want)
 
 
 def print_header(threads: int) -> None:
@@ -436,6 +485,12 @@ def print_header(threads: int) -> None:
         start = time.perf_counter()
         gl.compile(gl.zoo.get(cell))
         print(f"  gl.compile({cell}): {time.perf_counter() - start:.3f} s", end="")
+    error = check_agreement()
+    print(f"\n  check: graphlstm's lstm gradients == torch nn.LSTM's to {error:.0e} (float64)",
+          end="")
+    if error > 1e-9:
+        sys.exit(f"\nthe BLAS kernels of this run give wrong results (off by {error:.1e}): "
+                 "rerun with --blas as-set")
     print("\nTimes: one forward + backward through time, ms (see benchmarks/README.md)")
     print_load()
 
@@ -476,6 +531,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--repeat", type=int, default=7, help="at least this many timed rounds")
     ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory table")
     ap.add_argument("--json", help="also write the medians (ms) to this file")
+    ap.add_argument("--blas", choices=("native", "as-set"), default="native",
+                    help="native (default): rerun without " + " and ".join(BLAS_PINS)
+                    + " if they are set, so OpenBLAS picks the kernels for this CPU; as-set: keep them")
     args = ap.parse_args(argv)
     if args.quick:
         args.configs, args.dtypes, args.repeat, args.no_memory = "small,medium", "float32", 5, True
@@ -485,6 +543,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     """Print the timing tables, the targets and the memory table."""
     args = parse_args(argv)
+    if args.blas == "native":
+        unpin_blas(argv)
     threads = numpy_threads()
     torch.set_num_threads(threads)
     print_header(threads)

@@ -170,3 +170,9 @@ def test_every_contender_is_as_often_first_after_a_pause():
     counts = [first_after_switch.count(k) for k in range(5)]
     assert sorted(set(first_after_switch)) == [0, 1, 2, 3, 4]
     assert max(counts[:3]) - min(counts[:3]) <= 1 and max(counts[3:]) - min(counts[3:]) <= 1
+
+
+def test_the_kernels_in_use_agree_with_torch():
+    """The benchmark's header check: graphlstm's LSTM gradients == nn.LSTM's (float64)."""
+    assert bench_rnn.check_agreement() < 1e-9
+    assert bench_rnn.blas_kernels() == "" or "numpy BLAS kernels" in bench_rnn.blas_kernels()

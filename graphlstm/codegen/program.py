@@ -602,7 +602,7 @@ def imports(code: str) -> list[str]:
     lines = ["import numpy as np"]
     if called:
         lines.append("from numpy import " + ", ".join(sorted(called))
-                     + "  # ufuncs (and dot): each writes into its last argument")
+                     + "  # called with the array to write last")
     return lines
 
 

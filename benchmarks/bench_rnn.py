@@ -10,8 +10,9 @@ kernels ran, and checks graphlstm's gradients against torch's with them.
 
 For each config (small, medium, large) and dtype, every contender below runs one forward and
 backward through time of the same sequence, all in this one process, interleaved: each round
-runs every contender once (the starting contender rotates), after two warm-up rounds; the table
-shows the median over the rounds (at least `--repeat`, more while a round is cheap).
+times every contender once, right after an untimed run of the same contender (the order
+rotates), after a warm-up round; the table shows the median over the rounds (at least
+`--repeat`, more while a round is cheap).
 
   cell                contenders (the peer the ratios divide by is marked)
   lstm                graphlstm compiled, torch nn.LSTM (peer), torch eager loop,
@@ -80,7 +81,7 @@ GEMM_SHAPE = {"lstm": (4, 1), "lstm_peephole_diag": (4, 1), "gru_torch": (3, 1),
 POOL = {"graphlstm": "numpy", "numpy": "numpy", "roofline": "numpy",  # whose threads run it
         "nn": "torch", "eager": "torch"}
 SWITCH_PAUSE_S = 0.25  # idle time between a NumPy and a torch contender (see _round)
-WARMUP_ROUNDS = 2
+WARMUP_ROUNDS = 1
 NOISY = 1.2  # a median this many times the fastest run is flagged in the table
 MAX_ROUNDS = 50
 Gemm = tuple[int, int, int, int]  # (count, m, k, n): `count` products [m, k] @ [k, n]
@@ -236,21 +237,22 @@ def contenders_for(cell_name: str, cfg: Config, dtype: str) -> list[Contender]:
 # Timing ---------------------------------------------------------------------------------------
 
 def measure(contenders: list[Contender], min_repeats: int, budget_s: float) -> list[list[float]]:
-    """Interleaved timing: warm-up rounds, then rounds that each run every contender once.
+    """Interleaved timing: a warm-up round, then rounds that each time every contender once
+    (after an untimed run of the same contender, see `_round`).
 
     Within a round the NumPy contenders run together and the torch ones together, with a
-    pause at each switch (see `_round`). From round to round both the group that starts and
-    the order inside each group rotate, so every contender is as often the first one after
-    a pause (which runs on a cold core). Runs at least `min_repeats` rounds, more (up to
-    MAX_ROUNDS) while their run time fits in `budget_s`. Returns the seconds of every run,
-    per contender, in the order given."""
+    pause at each switch. From round to round both the group that starts and the order
+    inside each group rotate, so slow drifts of the machine hit all contenders alike. Runs
+    at least `min_repeats` rounds, more (up to MAX_ROUNDS) while their run time fits in
+    `budget_s`. Returns the seconds of every timed run, per contender, in the order given."""
     pools = sorted({POOL[c.key] for c in contenders})
     groups = [[k for k in range(len(contenders)) if POOL[contenders[k].key] == p] for p in pools]
     pool = ""
     warm: list[float] = []
     for shift in range(WARMUP_ROUNDS):
         warm, pool = _round(contenders, _order(groups, shift), pool)
-    rounds = max(min_repeats, min(MAX_ROUNDS, math.ceil(budget_s / max(sum(warm), 1e-9))))
+    round_s = 2 * sum(warm)                    # every contender runs twice a round
+    rounds = max(min_repeats, min(MAX_ROUNDS, math.ceil(budget_s / max(round_s, 1e-9))))
     times: list[list[float]] = [[] for _ in contenders]
     for shift in range(rounds):
         seconds, pool = _round(contenders, _order(groups, shift), pool)
@@ -269,13 +271,19 @@ def _order(groups: list[list[int]], shift: int) -> list[int]:
 
 
 def _round(contenders: list[Contender], order: list[int], pool: str) -> tuple[list[float], str]:
-    """Run each contender once, in `order`: (seconds per contender, the last pool).
+    """Run each contender twice in a row, in `order`, and time the second run: (seconds per
+    contender, the last pool).
 
-    Before a contender whose thread pool (NumPy's BLAS or torch's OpenMP) differs from the
-    previous one's, sleep SWITCH_PAUSE_S: worker threads keep spinning for a while after their
-    library's last call (OpenBLAS ~2^28 cycles, libgomp its spin count), and on two cores a
-    spinning pool slows the other library's next run by up to 10x. The garbage collector runs
-    before the round and is off during it."""
+    The timed run follows a run of the same contender, as in a program that trains a cell:
+    how fast a run is depends on what ran just before (the memory it gave back, what is left
+    in the caches; at the large config on our VMs the first NumPy run after torch, or after
+    another cell's, was up to 40% slower), and that should be the contender itself, not
+    whichever neighbour the running order gives it. Before a contender whose thread pool
+    (NumPy's BLAS or torch's OpenMP) differs from the previous one's, sleep SWITCH_PAUSE_S:
+    worker threads keep spinning for a while after their library's last call (OpenBLAS
+    ~2^28 cycles, libgomp its spin count), and on two cores a spinning pool slows the other
+    library's next run by up to 10x. The garbage collector runs before the round and is off
+    during it."""
     seconds = [0.0] * len(contenders)
     gc.collect()
     gc.disable()
@@ -284,6 +292,7 @@ def _round(contenders: list[Contender], order: list[int], pool: str) -> tuple[li
             if POOL[contenders[k].key] != pool:
                 time.sleep(SWITCH_PAUSE_S)
                 pool = POOL[contenders[k].key]
+            contenders[k].run()                    # untimed: the run before, itself
             start = time.perf_counter()
             contenders[k].run()
             seconds[k] = time.perf_counter() - start

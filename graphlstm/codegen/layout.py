@@ -151,8 +151,7 @@ def _plan_in_place(plan, out: Layout, loop: set[Node], pinned: set[Node], fixed:
         if node in out.home or node in fixed:        # results are computed into their arrays
             continue
         if node.op in (Op.SUM, Op.GATE):
-            target = next((s for s in node.src if dead(s) and (
-                (s in pre and s.op in FRESH) or _slice_in_place(s, out, users, pinned))
+            target = next((s for s in node.src if s in pre and dead(s) and s.op in FRESH
                            and plan.fwd.shapes[s] == plan.fwd.shapes[node]
                            and s.batched == node.batched), None)
             if target is not None:
@@ -161,17 +160,6 @@ def _plan_in_place(plan, out: Layout, loop: set[Node], pinned: set[Node], fixed:
             operand = node.src[0]
             if operand in loop and dead(operand) and _owned(operand, out, users, pinned):
                 out.over[node] = operand
-
-
-def _slice_in_place(node: Node, out: Layout, users: dict[Node, list[Node]],
-                    pinned: set[Node]) -> bool:
-    """A slice of a loop value that already overwrites an all-steps array (the gates' sum in
-    the input projection's slot), its other readers disjoint slices: a sum over it may be
-    computed in place too (a peephole LSTM's `P[0:2n] + [p_f * c; p_i * c]`)."""
-    base = node
-    while base.op is Op.SLICE:
-        base = base.src[0]
-    return node.op is Op.SLICE and base in out.over and _owned(node, out, users, pinned)
 
 
 def computes_array(node: Node) -> bool:

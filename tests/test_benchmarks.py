@@ -176,3 +176,11 @@ def test_the_kernels_in_use_agree_with_torch():
     """The benchmark's header check: graphlstm's LSTM gradients == nn.LSTM's (float64)."""
     assert bench_rnn.check_agreement() < 1e-9
     assert bench_rnn.blas_kernels() == "" or "numpy BLAS kernels" in bench_rnn.blas_kernels()
+
+
+def test_compare_revisions_times_two_modules_on_the_same_arrays():
+    import compare_revisions
+    source = compare_revisions.sources(compare_revisions.ROOT, ["mgu"])["mgu"]
+    old, new = (compare_revisions.load(source, name) for name in ("old_mgu", "new_mgu"))
+    t_old, t_new, diff = compare_revisions.compare(old, new, "mgu", "small", "float64", rounds=1)
+    assert t_old > 0 and t_new > 0 and diff == 0.0

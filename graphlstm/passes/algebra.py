@@ -34,7 +34,8 @@ def interpolate(fn: Function) -> Function:
                 if found is not None:
                     z, a, b = found
                     rest = [t for j, (t, _) in enumerate(terms) if j not in (k, m)]
-                    return ops.add(a, ops.gate(z, ops.add(b, ops.scale(-1, a))), *rest)
+                    difference = Node.make(Op.SUM, [b, ops.scale(-1, a)])   # a, b: one term each
+                    return Node.make(Op.SUM, [a, ops.gate(z, difference), *rest])
         return None
 
     return rewrite(fn, rule)

@@ -86,6 +86,12 @@ def nonlin(fn: Nonlinearity, x: Node) -> Node:
     return Node.make(Op.NONLIN, (x,), fn)
 
 
+def is_map(node: Node, expr) -> bool:
+    """Whether `node` applies the elementwise map a constant makes (`expr` in U) to its
+    operand: `-v` is `is_map(node, -U)`, `1 - z` is `is_map(node, 1 - U)`."""
+    return node.op is Op.NONLIN and not node.arg.name and node.arg.expr == expr
+
+
 def scale(c, x: Node) -> Node:
     return nonlin(affine(sympy.sympify(c) * U), x)
 
@@ -331,8 +337,7 @@ def _code_nonlin(node, args, ctx):
 def _code_sum(node, args, ctx):
     out = _p(args[0], ADD)
     for operand, (text, prec) in zip(node.src[1:], args[1:]):
-        negated = operand.op is Op.NONLIN and not operand.arg.name and operand.arg.expr == -U
-        if negated and text.startswith("-") and prec == UNARY:
+        if is_map(operand, -U) and text.startswith("-") and prec == UNARY:
             out += f" - {text[1:]}"
         else:
             out += f" + {_p((text, prec), ADD + 1)}"

@@ -17,6 +17,7 @@ import sympy
 
 from .. import ops
 from ..ir import Function, Node, Op
+from ..nonlin import U
 from .layout import computes_array
 from .lower import call_into, formula_into, in_place_safe, lowerable, update
 from .naming import Namer
@@ -309,8 +310,8 @@ class Emitter:
 
     def into(self, node: Node, dest: str, indent: str) -> list[str]:
         """Statements computing `node` into the existing array `dest`, without temporaries
-        where NumPy allows: an output array for ufuncs and matmul (see lower.py), parts of a concat written into
-        slices of `dest`, an operand already in `dest` (or a single-use operand built there)
+        where NumPy allows: an output array for ufuncs and matmul (see lower.py), parts of a
+        concat written into slices of `dest`, an operand already in `dest` (or a single-use operand built there)
         updated in place, formulas lowered to ufunc calls (lower.py); in the loop, other
         compound operands go through scratch arrays made before it."""
         op, src = node.op, node.src
@@ -535,7 +536,7 @@ def _base(node: Node) -> Node:
 
 def _negated(node: Node) -> bool:
     """`-b` (an affine nonlinearity): added to a sum by subtracting b."""
-    return node.op is Op.NONLIN and not node.arg.name and str(node.arg.expr) == "-u"
+    return ops.is_map(node, -U)
 
 
 def _constant_name(value: sympy.Number, literal: str) -> str:

@@ -67,8 +67,7 @@ def _interpolation(weighted: Node, gated: Node) -> tuple[Node, Node, Node] | Non
             len(weighted.src) != 2 or len(gated.src) != 2:
         return None
     for one_minus, a in (weighted.src, weighted.src[::-1]):
-        if one_minus.op is Op.NONLIN and not one_minus.arg.name and \
-                one_minus.arg.expr == 1 - U:
+        if ops.is_map(one_minus, 1 - U):
             z = one_minus.src[0]
             if z in gated.src:
                 b = gated.src[1] if gated.src[0] is z else gated.src[0]
@@ -120,7 +119,7 @@ def _product(term: Node, old: Node, table: dict[Node, list[Node]]) -> tuple | No
     """(negated, a, b) for a term `a*b` or `-(a*b)` that only this sum reads, else None."""
     if len(table.get(old, [])) > 1:
         return None
-    negated = term.op is Op.NONLIN and not term.arg.name and str(term.arg.expr) == "-u"
+    negated = ops.is_map(term, -U)
     if negated:
         term, old = term.src[0], old.src[0]
     if term.op is not Op.GATE or len(term.src) != 2 or len(table.get(old, [])) > 1:

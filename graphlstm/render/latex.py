@@ -15,6 +15,7 @@ import re
 
 import sympy
 
+from .. import ops
 from ..ir import Function, Node, Op
 from ..nonlin import U, Nonlinearity
 
@@ -96,7 +97,7 @@ class _Printer:
     def _sum(self, node: Node) -> tuple[str, int]:
         text = self.expr(node.src[0])[0]
         for term in node.src[1:]:
-            if _is_negation(term) and term not in self.named:
+            if ops.is_map(term, -U) and term not in self.named:
                 text += " - " + self.wrapped(term.src[0], PRODUCT)
             else:
                 text += " + " + self.expr(term)[0]
@@ -123,10 +124,6 @@ class _Printer:
 
     def _bcast(self, node: Node) -> tuple[str, int]:
         return self.expr(node.src[0])
-
-
-def _is_negation(node: Node) -> bool:
-    return node.op is Op.NONLIN and not node.arg.name and node.arg.expr == -U
 
 
 def _escape(name: str) -> str:

@@ -244,15 +244,16 @@ def test_formulas_are_lowered_to_out_calls_in_the_loop():
 @pytest.mark.parametrize("name", ["mgu", "rnn", "gru", "lstm", "gru_torch"])
 def test_matrices_of_the_time_loop_are_contiguous(name):
     """NumPy's dot on a strided matrix (a slice W[:, :n] of a parameter) is several times
-    slower: the generated code copies such slices once per call. The matrices it keeps on
-    the tape (the ones the loops multiply by) are all contiguous."""
+    slower: the generated code copies such slices once per call (and a loop's `W.T` to a
+    C-ordered `W_T`). The matrices it keeps on the tape (the ones the loops multiply by) are
+    all contiguous."""
     import re
     cell = gl.zoo.get(name)
     params, xs, state0, _, _ = random_problem(cell, {"n_in": 3, "n": 4}, T=2, B=2)
     prog = gl.compile(cell)
     tape: dict = {}
     prog.module.forward(params, xs, state0, tape)
-    transposed = dict(re.findall(r"^\s+(\w+) = (\w+)\.T$", prog.source, re.M))   # W_T = W.T
+    transposed = dict(re.findall(r"^\s+(\w+) = _transpose\((\w+)\)$", prog.source, re.M))
     multiplied = {transposed.get(m, m)
                   for m in re.findall(r"\bdot\([^,]+, (\w+)(?:\.T)?[,)]", prog.source)}
     assert multiplied

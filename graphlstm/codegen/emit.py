@@ -418,16 +418,17 @@ class Emitter:
         the matrices it multiplies by, made before it."""
         return [f"{indent}{name} = np.{'zeros' if name in self.zeroed else 'empty'}({shape}, dtype)"
                 for name, shape in self.scratch] + \
-            [f"{indent}{name} = {matrix}.T" for matrix, name in self.transposed.items()]
+            [f"{indent}{name} = _transpose({matrix})" for matrix, name in self.transposed.items()]
 
     def _transposed(self, matrix: Node) -> str:
-        """`W.T` for a product `v @ W.T`; in a loop (optimised code) a view made once before
-        it (`W_T = W.T`): NumPy makes a new view object at every `.T`, and `dot` is ~0.1 us
-        slower on it than on one it has seen (B=1, n=32)."""
+        """`W.T` for a product `v @ W.T`; in a loop (optimised code) a C-ordered copy made
+        once before it (`W_T = _transpose(W)`): `dot` is 10-25% faster on it than on the
+        view `W.T` at every size we benchmark, in both dtypes (benchmarks/README.md)."""
         code = self.expr(matrix)[0]
         if not (self.buffered and self._lead == 1 and code.isidentifier()):
             return f"{code}.T"
         if code not in self.transposed:
+            self.helpers.add("_transpose")
             self.transposed[code] = self.namer.name(f"{code}_T")
         return self.transposed[code]
 

@@ -56,6 +56,16 @@ def _dot(a, b, out=None):
     flat = None if out is None else out.reshape(rows, b.shape[-1])
     return np.matmul(a.reshape(rows, a.shape[-1]), b, out=flat).reshape(a.shape[:-1] + (b.shape[-1],))
 ''',
+    "_transpose": '''
+def _transpose(a):
+    """a.T as a new C-ordered array, copied 32 rows of a at a time (the band stays in cache;
+    np.ascontiguousarray(a.T) is 3-6x slower on a 4 MB matrix). Made once per call for the
+    loop's products `h @ W_T`: OpenBLAS is 10-25% faster on it than on the view W.T."""
+    out = np.empty(a.shape[::-1], a.dtype)
+    for i in range(0, a.shape[0], 32):
+        out[:, i:i + 32] = a[i:i + 32].T
+    return out
+''',
     "_flat": '''
 def _flat(a):
     """[T, B, n] -> [T*B, n], so one GEMM sums over every step and example (rows counted,

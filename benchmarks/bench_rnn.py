@@ -118,6 +118,7 @@ class Result:
     labels: dict[tuple[str, str], str]
     ms: dict[tuple[str, str], float]
     min_ms: dict[tuple[str, str], float]
+    wins: dict[tuple[str, str], int]      # rounds in which the cell's graphlstm run was faster
 
 
 def make_problem(cell_name: str, cfg: Config, dtype: str, seed: int = 0) -> Problem:
@@ -306,20 +307,26 @@ def run_config(cfg: Config, dtype: str, min_repeats: int, budget_s: float,
     """Build and time every contender of every cell at one config and dtype."""
     contenders = [c for cell in cells for c in contenders_for(cell, cfg, dtype)]
     times = measure(contenders, min_repeats, budget_s)
+    ours = {c.cell: t for c, t in zip(contenders, times) if c.key == "graphlstm"}
     return Result(cfg, dtype, len(times[0]),
                   {(c.cell, c.key): c.label for c in contenders},
                   {(c.cell, c.key): 1e3 * median(t) for c, t in zip(contenders, times)},
-                  {(c.cell, c.key): 1e3 * min(t) for c, t in zip(contenders, times)})
+                  {(c.cell, c.key): 1e3 * min(t) for c, t in zip(contenders, times)},
+                  {(c.cell, c.key): sum(g < s for g, s in zip(ours[c.cell], t))
+                   for c, t in zip(contenders, times)})
 
 
 # Tables ---------------------------------------------------------------------------------------
 
 def print_results(result: Result) -> None:
     """One table: median ms (and the fastest run), ratio to the cell's peer and fraction of
-    the cell's GEMM roofline, both from the medians. A '~' flags a noisy row, whose median
-    is more than NOISY times its fastest run."""
+    the cell's GEMM roofline, both from the medians, and in how many rounds graphlstm's run
+    was faster than the contender's (a paired count: both ran in the same round, so it is
+    less sensitive to the machine's drifts than a ratio of medians near 1). A '~' flags a
+    noisy row, whose median is more than NOISY times its fastest run."""
     print(f"\n{result.config} · {result.dtype} · median of {result.rounds} interleaved runs")
-    print(f"  {'cell':<20}{'contender':<28}{'ms':>10}{'min':>10}{'vs peer':>10}{'roofline':>10}")
+    print(f"  {'cell':<20}{'contender':<28}{'ms':>10}{'min':>10}{'vs peer':>10}{'roofline':>10}"
+          f"{'gl faster':>11}")
     cell_seen, noisy = "", False
     for (cell, key), ms in result.ms.items():
         peer = result.ms[cell, PEER[cell]]
@@ -327,8 +334,10 @@ def print_results(result: Result) -> None:
         fastest = result.min_ms[cell, key]
         flag = "~" if ms > NOISY * fastest else " "
         noisy |= flag == "~"
+        wins = "" if key in ("graphlstm", "roofline") else f"{result.wins[cell, key]}/{result.rounds}"
         print(f"  {cell if cell != cell_seen else '':<20}{label:<28}{ms:>10.2f}{flag}"
-              f"{fastest:>9.2f}{ms / peer:>9.2f}x{result.ms[cell, 'roofline'] / ms:>9.0%}")
+              f"{fastest:>9.2f}{ms / peer:>9.2f}x{result.ms[cell, 'roofline'] / ms:>9.0%}"
+              f"{wins:>11}")
         cell_seen = cell
     if noisy:
         print(f"  ~ median > {NOISY}x the fastest run: the machine was busy, read with care")
@@ -574,10 +583,13 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _write_json(path: str, results: list[Result]) -> None:
-    """The times as JSON: [{config, dtype, rounds, ms, min_ms: {"cell/contender": ms}}]."""
+    """The times as JSON: [{config, dtype, rounds, ms, min_ms: {"cell/contender": ms},
+    graphlstm_faster_rounds: {"cell/contender": rounds}}]."""
     rows = [{"config": r.config.name, "dtype": r.dtype, "rounds": r.rounds,
              "ms": {f"{cell}/{key}": ms for (cell, key), ms in r.ms.items()},
-             "min_ms": {f"{cell}/{key}": ms for (cell, key), ms in r.min_ms.items()}}
+             "min_ms": {f"{cell}/{key}": ms for (cell, key), ms in r.min_ms.items()},
+             "graphlstm_faster_rounds": {f"{cell}/{key}": n for (cell, key), n in r.wins.items()
+                                         if key not in ("graphlstm", "roofline")}}
             for r in results]
     Path(path).write_text(json.dumps(rows, indent=1))
 

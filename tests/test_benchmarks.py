@@ -146,7 +146,9 @@ def test_benchmark_runs_on_a_tiny_config(capsys):
     results = bench_rnn.run_config(cfg, "float64", min_repeats=1, budget_s=0.0)
     bench_rnn.print_results(results)
     out = capsys.readouterr().out
-    assert "nn.LSTM" in out and "roofline" in out and "mgu" in out
+    assert "nn.LSTM" in out and "roofline" in out and "mgu" in out and "gl faster" in out
+    assert all(0 <= n <= results.rounds for n in results.wins.values())
+    assert all(results.wins[cell, "graphlstm"] == 0 for cell, _ in results.wins)   # never faster than itself
 
 
 def test_peak_memory_runs_in_a_fresh_process():

@@ -414,8 +414,8 @@ class Emitter:
         return dest in self._whole_slots or any(name == dest for name, _ in self.scratch)
 
     def scratch_lines(self, indent: str) -> list[str]:
-        """The arrays the loop writes into (or reads as zeros), and the transposed views of
-        the matrices it multiplies by, made before it."""
+        """The arrays the loop writes into (or reads as zeros), and C-ordered transposed
+        copies of the matrices it multiplies by, made before it."""
         return [f"{indent}{name} = np.{'zeros' if name in self.zeroed else 'empty'}({shape}, dtype)"
                 for name, shape in self.scratch] + \
             [f"{indent}{name} = _transpose({matrix})" for matrix, name in self.transposed.items()]
@@ -423,7 +423,7 @@ class Emitter:
     def _transposed(self, matrix: Node) -> str:
         """`W.T` for a product `v @ W.T`; in a loop (optimised code) a C-ordered copy made
         once before it (`W_T = _transpose(W)`): `dot` is 10-25% faster on it than on the
-        view `W.T` at every size we benchmark, in both dtypes (benchmarks/README.md)."""
+        view `W.T` at every size we benchmark, in both dtypes (docs/generated-code.md)."""
         code = self.expr(matrix)[0]
         if not (self.buffered and self._lead == 1 and code.isidentifier()):
             return f"{code}.T"

@@ -187,9 +187,9 @@ def test_lstm_loops_update_in_place_and_copy_no_state():
     slot), the states' [T+1] sequences, tanh(c') and the input gradient."""
     src = gl.compile(gl.zoo.get("lstm")).source
     forward = _loop_body(src, "def forward(")
-    assert "f_i_o_g_sum_ = f_i_o_g_sum[t]" in forward
+    assert "f_i_o_g_sum = f_i_o_g_x_sum[t]" in forward    # x @ W_x.T + b, all steps at once
     assert "dot(h, W_f_i_o_g_h_T, tmp_4n)" in forward     # made before the loop
-    assert "add(f_i_o_g_sum_, tmp_4n, f_i_o_g_sum_)" in forward
+    assert "add(f_i_o_g_sum, tmp_4n, f_i_o_g_sum)" in forward
     assert "_sigmoid(f_i_o_act, half, f_i_o_act)" in forward
     assert "c_new = c_seq[t + 1]" in forward and "h_new = h_seq[t + 1]" in forward
     assert not any(line.endswith("= h") or line.endswith("= c") for line in forward)

@@ -108,3 +108,34 @@ def test_a_shared_cotangent_is_added_once():
     src = gl.compile(gl.zoo.get("mgu")).source
     loop = src[src.index("for t in range(T - 1"):src.index("# After the loop")]
     assert loop.count("dys_h[t]") == 1 and "add(grad_h, d_h_new_, grad_h)" in loop
+
+
+def bias_sums(fn: Function, sizes: dict[str, int]) -> list[tuple]:
+    """(product, first column, end column) of every sum that adds parameters to a matrix
+    product (or to a slice of its columns) and nothing else batched."""
+    found = []
+    for node in fn.nodes():
+        batched = [s for s in node.src if s.batched]
+        if node.op is not Op.SUM or len(batched) != 1 or len(node.src) < 2:
+            continue
+        term, lo, hi = batched[0], 0, concrete_shape(fn.shapes[batched[0]], sizes)[0]
+        if term.op is Op.SLICE and term.arg[0] == 0:
+            lo, hi = concrete_shape(term.arg[1:], sizes)
+            term = term.src[0]
+        if term.op is Op.MATMUL:
+            found.append((term, lo, hi))
+    return found
+
+
+@pytest.mark.parametrize("name", ALL_CELLS)
+def test_each_column_of_a_product_gets_its_bias_once(name):
+    """fuse_slices builds a fused node from the nodes of the step it rewrites; a node another
+    fusion of the same round replaces must wait for the next round, or the old node comes back
+    beside its replacement (gru added b_z, b_r to its z and r columns in one array and b_z,
+    b_r, b to all three in another)."""
+    cell = corpus_cell(name)
+    sizes = default_sizes(cell)
+    sums = bias_sums(optimize_step(cell.step), sizes)
+    for k, (product, lo, hi) in enumerate(sums):
+        for other, lo2, hi2 in sums[k + 1:]:
+            assert other is not product or hi <= lo2 or hi2 <= lo, (lo, hi, lo2, hi2)

@@ -144,12 +144,17 @@ def _fusion_plan(fn: Function) -> tuple[dict[Node, Node], dict[Node, str]]:
             groups.setdefault(key, []).append((node, lo, hi))
     plan: dict[Node, Node] = {}
     names: dict[Node, str] = {}
+    read: set[Node] = set()
     for key, members in groups.items():
         runs = _contiguous_runs(members)
         if any(kind == ("own",) for kind in key[2]):
             runs = [part for run in runs for part in _independent(run, order)]
         for run in runs:
             replacements = _fuse_run(fn, key, run)
+            operands = _ancestors(member.src for member in replacements)
+            if operands & plan.keys() or read & replacements.keys():
+                continue     # it reads a value another run replaces: fused in the next round
+            read |= operands
             label = joined(fn.labels.get(m, "") for m in replacements)
             for new in replacements.values():
                 for node in (new.src[0], *new.src[0].src):
@@ -157,6 +162,21 @@ def _fusion_plan(fn: Function) -> tuple[dict[Node, Node], dict[Node, str]]:
                         names[node] = label
             plan.update(replacements)
     return plan, names
+
+
+def _ancestors(operand_lists) -> set[Node]:
+    """Every node the given operands are computed from, themselves included. A run's fused
+    node is built from these as they are before the rewrite, so none of them may be a node
+    another run of the same round replaces (the old node would come back beside its
+    replacement: gru's input projection of z and r was computed twice)."""
+    seen: set[Node] = set()
+    stack = [node for operands in operand_lists for node in operands]
+    while stack:
+        node = stack.pop()
+        if node not in seen and not node.op.is_leaf:
+            seen.add(node)
+            stack.extend(node.src)
+    return seen
 
 
 def _member_key(node: Node, table: dict[Node, list[Node]]) -> tuple | None:
@@ -234,7 +254,9 @@ def _fuse_run(fn: Function, key: tuple, run) -> dict[Node, Node]:
             whole = lo == 0 and sympy.expand(hi - fn.shapes[array][0]) == 0
             operands.append(array if whole else ops.slice_(array, 0, lo, hi))
         else:                                 # parameters, or operands of each member's own
-            operands.append(ops.concat([member[0].src[position] for member in run], axis=0))
+            parts = [member[0].src[position] for member in run]
+            parts = [q for p in parts for q in (p.src if p.op is Op.CONCAT and p.arg == 0 else (p,))]
+            operands.append(ops.concat(parts, axis=0))    # [[b_z; b_r]; b] is [b_z; b_r; b]
     fused = Node.make(op, operands, arg)
     return {member: ops.slice_(fused, 0, sympy.expand(m_lo - lo), sympy.expand(m_hi - lo))
             for member, m_lo, m_hi in run}

@@ -91,8 +91,9 @@ class Emitter:
         vector = self._matrix_of().get(node)
         if vector is not None and node.op is not Op.PARAM:
             label = self.fn.labels.get(node, "v")
-            vec = vector.arg if vector.op.is_leaf else self.fn.labels.get(vector, "v")
-            return f"W_{label}_{vec}"
+            vec = vector.arg if vector.op.is_leaf else \
+                _one_leaf(vector) or self.fn.labels.get(vector, "v")
+            return f"W_{label}_{vec}"            # W_h_tilde_h multiplies f * h (an MGU)
         if node.op is Op.CONCAT and all(s in self.env for s in node.src):
             names = [self.env[s][0] for s in node.src]
             if all(n.isidentifier() for n in names) and len("_".join(names)) <= 16:
@@ -548,6 +549,12 @@ _ROLE = {
 
 _NAMED = {"1": "one", "2": "two", "3": "three", "1/2": "half", "0": "zero", "-1": "minus_one",
           "-1/2": "minus_half", "-2": "minus_two"}
+
+
+def _one_leaf(node: Node) -> str | None:
+    """The one input or state among a value's operands (`h` of `f * h`), if there is one."""
+    leaves = {s.arg for s in node.src if s.op in (Op.INPUT, Op.STATE)}
+    return leaves.pop() if len(leaves) == 1 else None
 
 
 def _base(node: Node) -> Node:

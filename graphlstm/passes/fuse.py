@@ -90,7 +90,8 @@ def fuse_slices(fn: Function) -> Function:
         after:   S = sigmoid(P[0:2n] + [p_f * c; p_i * c]);  f = S[0:n];  i = S[n:2n]
     Members that depend on one another stay apart (the output gate's `p_o * c'` needs f and
     i). Repeats until nothing changes, so fusion climbs from the GEMM up through sums and
-    nonlinearities.
+    nonlinearities; a fusion reading a value that another fusion of the round replaces waits
+    for the next round.
     """
     for _ in range(8):
         fn = _split_mixed_sums(fn)

@@ -103,29 +103,10 @@ class Emitter:
             return f"{label}_outer"        # the weight gradients of several parts, side by side
         if node.op is Op.SUM and not node.batched:
             return f"{label}_bias"         # parameters added up once, then to every example
-        vector = self._multiplied_leaf(node) if node.op is Op.SUM else None
+        vector = _multiplied_leaf(node) if node.op is Op.SUM else None
         if vector is not None:
             return f"{label}_{vector}_sum"   # W_hn @ h + b_hn -> n_h_sum, beside n_x_sum
         return f"{label}_{_ROLE[node.op]}"
-
-    @staticmethod
-    def _multiplied_leaf(node: Node) -> str | None:
-        """The input or state that every batched term of a sum multiplies (through slices of
-        one stacked product): a sum of one side's products is named after that side, apart
-        from the sum of both (gru_torch's `n_x_sum`, `n_h_sum` and `n_sum`)."""
-        vectors = set()
-        for term in node.src:
-            if not term.batched:
-                continue
-            while term.op is Op.SLICE:
-                term = term.src[0]
-            if term.op is not Op.MATMUL or term.arg:
-                return None
-            vectors.add(term.src[1])
-        if len(vectors) != 1:
-            return None
-        (vector,) = vectors
-        return vector.arg if vector.op in (Op.INPUT, Op.STATE) else None
 
     def _matrix_of(self) -> dict[Node, Node]:
         """Matrix operand -> the vector it multiplies (to name packed weights `W_f_i_h`)."""
@@ -549,6 +530,24 @@ _ROLE = {
 
 _NAMED = {"1": "one", "2": "two", "3": "three", "1/2": "half", "0": "zero", "-1": "minus_one",
           "-1/2": "minus_half", "-2": "minus_two"}
+
+
+def _multiplied_leaf(node: Node) -> str | None:
+    """The input or state that every batched term of a sum multiplies (through slices of
+    one stacked product): a sum of one side's products is named after that side, apart
+    from the sum of both (gru_torch's `n_x_sum`, `n_h_sum` and `n_sum`)."""
+    vectors = set()
+    for term in node.src:
+        if not term.batched:
+            continue
+        term = _base(term)
+        if term.op is not Op.MATMUL or term.arg:
+            return None
+        vectors.add(term.src[1])
+    if len(vectors) != 1:
+        return None
+    (vector,) = vectors
+    return vector.arg if vector.op in (Op.INPUT, Op.STATE) else None
 
 
 def _one_leaf(node: Node) -> str | None:

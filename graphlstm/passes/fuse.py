@@ -5,7 +5,7 @@ from __future__ import annotations
 import sympy
 
 from .. import ops
-from ..ir import Function, Node, Op
+from ..ir import Function, Node, Op, toposort
 from .rebuild import joined, rewrite, users
 
 
@@ -152,9 +152,12 @@ def _fusion_plan(fn: Function) -> tuple[dict[Node, Node], dict[Node, str]]:
             runs = [part for run in runs for part in _independent(run, order)]
         for run in runs:
             replacements = _fuse_run(fn, key, run)
-            operands = _ancestors(member.src for member in replacements)
+            # Fused nodes are built from this round's old nodes: a run that reads (through
+            # any chain) a node another run replaces waits for the next round, or the old node
+            # would come back beside its replacement (gru's z, r projection computed twice).
+            operands = set(toposort(s for member in replacements for s in member.src))
             if operands & plan.keys() or read & replacements.keys():
-                continue     # it reads a value another run replaces: fused in the next round
+                continue
             read |= operands
             label = joined(fn.labels.get(m, "") for m in replacements)
             for new in replacements.values():
@@ -163,21 +166,6 @@ def _fusion_plan(fn: Function) -> tuple[dict[Node, Node], dict[Node, str]]:
                         names[node] = label
             plan.update(replacements)
     return plan, names
-
-
-def _ancestors(operand_lists) -> set[Node]:
-    """Every node the given operands are computed from, themselves included. A run's fused
-    node is built from these as they are before the rewrite, so none of them may be a node
-    another run of the same round replaces (the old node would come back beside its
-    replacement: gru's input projection of z and r was computed twice)."""
-    seen: set[Node] = set()
-    stack = [node for operands in operand_lists for node in operands]
-    while stack:
-        node = stack.pop()
-        if node not in seen and not node.op.is_leaf:
-            seen.add(node)
-            stack.extend(node.src)
-    return seen
 
 
 def _member_key(node: Node, table: dict[Node, list[Node]]) -> tuple | None:

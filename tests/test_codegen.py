@@ -43,6 +43,34 @@ def test_optimised_equals_plain(any_cell):
     _assert_optimised_equals_plain(any_cell, default_sizes(any_cell))
 
 
+@pytest.mark.parametrize("steps", [1, 3, 7])
+def test_chunked_backward_equals_plain(any_cell, steps):
+    """The backward computes the values no gradient flows into a chunk of steps at a time
+    (all T at once for the small arrays of the other tests): with chunks of 1, 3 (the last
+    one partial: T=7) and 7 steps, the gradients are the plain code's."""
+    from graphlstm.codegen import Program
+    sizes = default_sizes(any_cell)
+    params, xs, state0, dys, dstate = random_problem(any_cell, sizes, T=7, B=2, seed=3)
+    fast = Program(any_cell, gl.compile(any_cell).source, optimize=True)   # a module of its own
+    fast.module._chunk_steps = lambda T, per_step: steps
+    got = fast.backward(params, xs, state0, dys, dstate)
+    want = gl.compile(any_cell, optimize=False).backward(params, xs, state0, dys, dstate)
+    for k in want:
+        np.testing.assert_allclose(got[k], want[k], rtol=0, atol=1e-12, err_msg=k)
+
+
+def test_chunk_sizes_follow_the_arrays():
+    """All T steps in one chunk at B=1 (the point: fewer NumPy calls), chunks of about 64K
+    numbers for large batches, never fewer than one step."""
+    prog = gl.compile(gl.zoo.get("lstm"))
+    assert "steps = _chunk_steps(T, B * 5*n)" in prog.source
+    chunk_steps = prog.module._chunk_steps
+    assert chunk_steps(200, 1 * 5 * 32) == 200
+    assert chunk_steps(100, 32 * 5 * 128) == 3
+    assert chunk_steps(100, 64 * 5 * 512) == 1
+    assert chunk_steps(0, 0) == 1
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_dtype_in_is_dtype_out(dtype):
     cell = gl.zoo.get("gru")
@@ -168,9 +196,10 @@ def test_a_tape_serves_one_backward_and_what_forward_returned_survives_it(any_ce
 
 
 def _loop_body(src: str, header: str) -> list[str]:
-    """The lines of the first loop after `header` in a generated function."""
+    """The lines of the first time loop after `header` in a generated function (a chunked
+    backward loop: the chunk's lines and the inner loop's, see `Plan._plan_chunks`)."""
     lines = src[src.index(header):].splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith("    for t in range("))
+    start = next(i for i, line in enumerate(lines) if re.match(r"    for (t|stop) in range\(", line))
     body = []
     for line in lines[start + 1:]:
         if line.strip() and not line.startswith("        "):
@@ -207,13 +236,14 @@ _INTO = re.compile(rf"^\w+\({_ARG}(, {_ARG})*(, out={_ARG})?\)$")       # add(a,
 _UPDATE = re.compile(r"^[^=()]+ [-+*/]= [^=()]+$")                          # x += y[..., :n]
 _RENAME = re.compile(r"^[\w, ]+ = [\w, ]+$")                              # h, c = h_new, c_new
 _COPY = re.compile(r"^\w+\[[^\]]*\] = \w+(\[[^\]]*\])*$")                # x[...] = y[..., :n]
+_CHUNK = re.compile(r"^(start = max\(stop - steps, 0\)|for t in range\(stop - 1, start - 1, -1\):)$")
 
 
 def _allocating(body: list[str]) -> list[str]:
     """Loop lines that may make a new array: anything but a view, a call of names and views
     only (which writes into its last argument), an in-place update, or renaming."""
     return [line for line in body if line and not line.startswith("#") and not any(
-        rule.match(line) for rule in (_VIEW, _INTO, _UPDATE, _RENAME, _COPY))]
+        rule.match(line) for rule in (_VIEW, _INTO, _UPDATE, _RENAME, _COPY, _CHUNK))]
 
 
 @pytest.mark.parametrize("name", [n for n in gl.zoo.names() if n != "convlstm"])

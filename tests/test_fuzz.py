@@ -22,6 +22,7 @@ from hypothesis import HealthCheck, example, given, reject, settings
 from hypothesis import strategies as st
 
 import graphlstm as gl
+from graphlstm.codegen import Program
 from graphlstm.reference import run_sequence
 from graphlstm.testing import _directional, check_grads, default_sizes, random_problem
 
@@ -162,6 +163,9 @@ def _run_and_compare(cell: gl.Cell) -> bool:
             finite = finite and all(np.isfinite(g).all() for g in grads.values()) and \
                 all(np.abs(v).max(initial=0) < 1e3 for v in values)
         _assert_close(both[1], both[0])          # optimised (in place, shared slots) == plain
+        chunked = Program(cell, prog.source, optimize=True)   # the backward's chunks: 3 + 1 steps
+        chunked.module._chunk_steps = lambda T, per_step: 3
+        _assert_close(chunked.backward(*problem), both[0])
     return finite
 
 

@@ -10,7 +10,7 @@ from graphlstm import reference
 from graphlstm.autodiff import vjp
 from graphlstm.ir import Function, Op, concrete_shape
 from graphlstm.passes import optimize_step
-from graphlstm.passes.algebra import factor_products, interpolate
+from graphlstm.passes.algebra import factor_products, group_free_factors, interpolate
 from graphlstm.passes.fold import fold_pads
 from graphlstm.testing import default_sizes
 
@@ -50,6 +50,39 @@ def shared_factors(fn: Function) -> list:
 def backward_of(name: str) -> tuple[Function, dict[str, int]]:
     cell = corpus_cell(name)
     return fold_pads(vjp(optimize_step(cell.step))), default_sizes(cell)
+
+
+def gradient_products(fn: Function) -> list:
+    """Products `(d * a) * b` of a gradient d and two factors that depend on the forward
+    sweep only, with `d * a` used there alone (what group_free_factors regroups)."""
+    from graphlstm.passes.rebuild import users
+    seeds, table, free = set(fn.meta["seeds"].values()), users(fn), set()
+    for node in fn.nodes():
+        if node not in seeds and all(s in free for s in node.src):
+            free.add(node)
+    return [node for node in fn.nodes() if node.op is Op.GATE and len(node.src) == 2 and any(
+        inner.op is Op.GATE and len(table.get(inner, [])) == 1 and other in free
+        and len(inner.src) == 2 and sum(s in free for s in inner.src) == 1
+        for inner, other in (node.src, node.src[::-1]))]
+
+
+@pytest.mark.parametrize("name", ALL_CELLS)
+def test_group_free_factors_keeps_the_values(name):
+    bwd, sizes = backward_of(name)
+    grouped = group_free_factors(bwd)
+    assert_same_values(bwd, grouped, sizes)
+    assert gradient_products(grouped) == []
+
+
+def test_free_factors_are_multiplied_once_per_chunk():
+    """The LSTM's `d_g = d_c' * i * (1 - g**2)` and `d_c' += d_h' * o * (1 - tanh(c')**2)`
+    multiply the gradient once a step: the factors' products come from the chunk."""
+    src = gl.compile(gl.zoo.get("lstm")).source
+    assert gradient_products(backward_of("lstm")[0]) != []
+    assert "i_g_deriv_steps" in src and "o_h_new_act_deriv_steps" in src
+    loop = src[src.index("for t in range(stop - 1"):src.index("# After the loop")]
+    assert "multiply(d_c_new_, i_g_deriv, d_g_gated)" in loop
+    assert "square(" not in loop and "subtract(one" not in loop
 
 
 @pytest.mark.parametrize("name", ALL_CELLS)
@@ -106,7 +139,7 @@ def test_a_shared_cotangent_is_added_once():
     """h' = h + f * (h~ - h) passes the cotangent of h' on to h through the sum: it is one
     term of h's cotangent (added once), not its terms added again."""
     src = gl.compile(gl.zoo.get("mgu")).source
-    loop = src[src.index("for t in range(T - 1"):src.index("# After the loop")]
+    loop = src[src.index("# Backward through time"):src.index("# After the loop")]
     assert loop.count("dys_h[t]") == 1 and "add(grad_h, d_h_new_, grad_h)" in loop
 
 

@@ -63,6 +63,9 @@ class Emitter:
     placed: dict[Node, tuple[Node, int]] = field(default_factory=dict)  # part -> (concat, k)
     _whole_slots: set[str] = field(default_factory=set)   # names of `seq[t]`-like slots
     strided: set[str] = field(default_factory=set)   # sequences that view columns of another
+    steps: str = "T"                # the leading axis of all-steps code: T, or a chunk's `steps`
+    window: str = ""                # a chunk's rows of a scratch array made for `steps` steps
+    windows: list[tuple[str, str]] = field(default_factory=list)   # (view, code) of those rows
 
     def __post_init__(self) -> None:
         self.printer.constant = self.constant
@@ -136,7 +139,7 @@ class Emitter:
         return self._lead if node.batched else 0
 
     def lead_dims(self, node: Node) -> list[str]:
-        return ["T", "B"][2 - self._lead:]
+        return [self.steps, "B"][2 - self._lead:]
 
     def lead_shape(self, node: Node) -> str:
         return "(" + ", ".join(self.lead_dims(node)) + ",)"
@@ -383,7 +386,7 @@ class Emitter:
         if self.shape(operand) != self.shape(user):
             return False
         if operand.op is Op.NONLIN:
-            return self.buffered and self._lead == 1 and lowerable(operand.arg.expr)
+            return self._with_scratch() and lowerable(operand.arg.expr)
         return operand.op in (Op.CONCAT, Op.GATE, Op.SUM, Op.MATMUL)
 
     def _operand(self, operand: Node, indent: str) -> tuple[str, list[str], tuple | None]:
@@ -397,9 +400,14 @@ class Emitter:
         return name, self.into(operand, name, indent), (shape, name)
 
     def _needs_scratch(self, operand: Node) -> bool:
-        if not (self.buffered and self._lead == 1) or operand in self.env or not operand.batched:
+        if not self._with_scratch() or operand in self.env or not operand.batched:
             return False
         return self._fills_array(operand)
+
+    def _with_scratch(self) -> bool:
+        """Compound operands go through scratch arrays made before the loop: in the time
+        loop of optimised code, and in a chunk of the backward's (`window`)."""
+        return (self.buffered and self._lead == 1) or bool(self.window)
 
     def take(self, shape: str) -> str:
         """A scratch array of this shape, made before the loop, not in use."""
@@ -410,7 +418,11 @@ class Emitter:
         count = self._tmp_count[shape] = self._tmp_count.get(shape, 0) + 1
         name = self.namer.name(f"tmp_{last}" + (f"_{count}" if count > 1 else ""))
         self.scratch.append((name, shape))
-        return name
+        if not self.window:
+            return name
+        view = self.namer.name(f"{name}_chunk")       # its rows for this chunk, named once
+        self.windows.append((view, name + self.window))
+        return view
 
     def _contiguous(self, dest: str) -> bool:
         """An array np.dot may write into: made before the loop, or a whole slot of a
@@ -516,9 +528,14 @@ class Emitter:
     def bind(self, node: Node, text: str, prec: int = ATOM) -> None:
         self.env[node] = (text, prec)
 
-    def forget(self, nodes: Iterable[Node]) -> None:
+    def forget(self, nodes: Iterable[Node], names: bool = False) -> None:
+        """Drop the nodes' code; with `names`, their identifiers too (another block that
+        computes them again names them afresh)."""
         for node in nodes:
             self.env.pop(node, None)
+        if names:
+            nodes = set(nodes)
+            self._given = {key: name for key, name in self._given.items() if key[0] not in nodes}
 
 
 _ROLE = {

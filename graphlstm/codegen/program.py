@@ -6,6 +6,8 @@ depends on:
     once per call    parameters only (packed weights)            before the loop
     all steps        inputs and parameters, no state             before the loop, [T, B, ...]
     time loop        anything that reads a state                 for t in range(T)
+    backward chunks  backward values no gradient flows into      before each chunk of steps
+                     (`1 - g**2`: the forward sweep's only)      of the backward loop
     after the loop   backward values the recurrence never reads  after the loop, [T, B, ...]
 
 `forward(params, xs, state0, tape)` records on a dict `tape` what the backward step reads
@@ -25,6 +27,7 @@ import sympy
 
 from ..autodiff import grad_name, vjp
 from ..ir import Function, Node, Op
+from ..nonlin import U
 from ..shapes import only_as_sum, show
 from .. import ops
 from .printer import ATOM
@@ -92,6 +95,8 @@ class Plan:
         self.seeds = self.bwd.meta["seeds"]
         self._split_backward()
         self._plan_memory()
+        self.fwd_nodes = set(step.nodes())
+        self._plan_chunks()
 
     def _split_backward(self) -> None:
         """Backward nodes the recurrence needs stay in the loop; the rest (optimised) go
@@ -128,6 +133,39 @@ class Plan:
         self.recompute_post = in_order(_closure(reads(self.post_b), cheap), self.fwd)
         everything = self.loop_b + self.post_b + self.recompute + self.recompute_post
         self.taped = {s for n in everything for s in n.src if s in available and s in fwd_nodes}
+
+    def _plan_chunks(self) -> None:
+        """Backward loop values no gradient flows into are functions of the forward sweep
+        only (`1 - g**2`, `f * (1 - f)`, `h_tilde - h`): optimised code computes them for a
+        chunk of steps at once before those steps, and the loop reads them per step. At
+        B=1 that is fewer, larger NumPy calls (an MGU's backward step makes 13 calls, not
+        18: ~9% faster forward + backward); chunks keep the arrays small (`_chunk_steps`). Slices and negations the loop reads stay in it as
+        well: there they are free (a view, a `subtract`)."""
+        region = self.recompute + self.loop_b
+        self.chunk: list[Node] = []
+        self.chunk_out: list[Node] = []
+        self.loop_region = region
+        if not self.optimize:
+            return
+        fwd_nodes, inside = self.fwd_nodes, set(region)
+        pinned = set(self.post_store) | set(dict(self.bwd.results).values())
+        free: set[Node] = set()
+        for node in region:
+            if node.batched and node.op not in (Op.ZEROS, Op.BCAST) and node not in pinned \
+                    and all(s in free or (s in fwd_nodes and s not in inside) for s in node.src):
+                free.add(node)
+        light = {n for n in free if n.op is Op.SLICE or ops.is_map(n, -U)}
+        stay = inside - free
+        stack = [s for n in stay for s in n.src if s in light]
+        while stack:
+            node = stack.pop()
+            if node not in stay:
+                stay.add(node)
+                stack.extend(s for s in node.src if s in light)
+        out = {s for n in stay for s in n.src if s in free and s not in light}
+        self.chunk = in_order(_closure(out, lambda n: n in free), self.bwd)
+        self.chunk_out = in_order(out, self.bwd)
+        self.loop_region = [n for n in region if n in stay]
 
     def _frontier(self, roots: list[Node], loop_f: set[Node]) -> set[Node]:
         """Walk back from what the backward reads; store an expensive value where the walk
@@ -752,30 +790,116 @@ class BackwardWriter:
             node = self.results[grad_name(leaf.arg)]
             if node in loop_set and node not in names:
                 names[node] = em.namer.name(grad_name(leaf.arg))
-        region = plan.recompute + plan.loop_b
-        body = mw.loop_inputs(em, fwd, region, I2)
-        body += self.step_views(em, region)
+        region, chunked = plan.loop_region, bool(plan.chunk)
+        ind = I3 if chunked else I2
+        head = self.chunk_head(em) if chunked else []
+        body = mw.loop_inputs(em, fwd, region, ind)
+        body += self.step_views(em, region, ind)
+        if chunked:
+            body += [f"{ind}{local} = {array}[t - start]" for local, array in self.chunk_views(em)]
         dests = {n: slot for n, slot in self.slot.items() if n in set(region)}
         carried = [self.results[grad_name(s.arg)] for s in states]
         inputs = [self.seeds[s.arg + "'"] for s in states]
         lines += em.enter_loop(region, list(zip(carried, inputs)), plan.optimize, I1)
-        body += em.block(region, I2, 1, keep=set(names) & set(region), names=names, dests=dests)
+        body += em.block(region, ind, 1, keep=set(names) & set(region), names=names, dests=dests)
         self.views_made_in(em, region)
         for leaf, name in self.accumulate:
             expr = em.expr(self.results[grad_name(leaf.arg)])[0]
-            body.append(f"{I2}{name} += {expr}" if leaf.op is Op.PARAM else f"{I2}{name}[t] = {expr}")
-        body += [f"{I2}{slot} = {em.expr(n)[0]}" for n, slot in self.slot.items()
+            body.append(f"{ind}{name} += {expr}" if leaf.op is Op.PARAM else f"{ind}{name}[t] = {expr}")
+        body += [f"{ind}{slot} = {em.expr(n)[0]}" for n, slot in self.slot.items()
                  if n not in dests and n not in self.mw.layout.containers]
         if states:
-            body += em.carry([self.carried[s] for s in states], carried, I2)
+            body += em.carry([self.carried[s] for s in states], carried, ind)
         state_seeds = {self.seeds[s.arg + "'"] for s in states}
-        em.forget(set(region) | state_seeds | set(fwd.leaves_of(Op.INPUT)))
+        em.forget(set(region) | set(plan.chunk) | state_seeds | set(fwd.leaves_of(Op.INPUT)))
         em.narrow()
+        if chunked:
+            em.helpers.add("_chunk_steps")
+            lines.append(f"{I1}steps = _chunk_steps(T, {self.per_step(em)})")
         lines += em.scratch_lines(I1)
+        if chunked:
+            return lines + self.chunk_loops(head, body)
         lines += [f"{I1}# Backward through time", f"{I1}for t in range(T - 1, -1, -1):"]
         return lines + (body if body else [f"{I2}pass"])
 
-    def step_views(self, em: Emitter, region: list[Node]) -> list[str]:
+    def chunk_loops(self, head: list[str], body: list[str]) -> list[str]:
+        """The chunks' arrays, and the loop over chunks (last first) around the time loop."""
+        shape = lambda node: self.mw.shape_text(node, self.bwd, ("steps", "B"))  # noqa: E731
+        lines = [f"{I1}{name} = np.empty({shape(n)}, dtype)" for n, name in self.chunk_arrays.items()]
+        lines += [f"{I1}# Backward through time, `steps` steps at a time",
+                  f"{I1}for stop in range(T, 0, -steps):",
+                  f"{I2}start = max(stop - steps, 0)"]
+        return lines + head + [f"{I2}for t in range(stop - 1, start - 1, -1):"] + body
+
+    def chunk_head(self, em: Emitter) -> list[str]:
+        """The values no gradient flows into (Plan._plan_chunks), for the chunk's steps
+        start..stop-1 at once, from the forward sweep's arrays over those steps (which the
+        loop has not written into yet: it writes slot t + 1 at step t, and t >= stop)."""
+        plan, chunk = self.plan, set(self.plan.chunk)
+        used = {s for n in plan.chunk for s in n.src if s not in chunk}
+        bound = self.chunk_bindings(em, used)
+        bases = {n: self.chunk_base(em, n) for n in plan.chunk_out}
+        self.chunk_locals = {n: em.namer.name(base) for n, base in bases.items()}
+        self.chunk_arrays = {n: em.namer.name(f"{base}_steps") for n, base in bases.items()}
+        views = {n: em.namer.name(f"{base}_chunk") for n, base in bases.items()}
+        named = {root for name, root in self.bwd.equations if not name.startswith("d_")}
+        views.update({n: em.namer.name(f"{em.base_name(n)}_chunk") for n in plan.chunk
+                      if n in named and n not in views})     # the loop's own `o` stays `o`
+        dests = {n: f"{name}[:stop - start]" for n, name in self.chunk_arrays.items()}
+        lines = [f"{I2}# Values no gradient flows into, for the chunk's steps at once"]
+        em.steps, em.window = "steps", "[:stop - start]"
+        block = em.block(plan.chunk, I2, 2, keep=set(plan.chunk_out), names=views, dests=dests)
+        lines += [f"{I2}{view} = {rows}" for view, rows in em.windows] + block
+        em.steps, em.window = "T", ""
+        em.forget(bound + plan.chunk, names=True)
+        return lines
+
+    def chunk_bindings(self, em: Emitter, used: set[Node]) -> list[Node]:
+        """Bind the forward values a chunk reads to their arrays over its steps (step t's
+        state is slot t of its sequence, its update slot t + 1); returns them."""
+        layout, fwd_em = self.mw.layout, self.mw.emitter(self.fwd)
+        steps = lambda offset: f"[start + {offset}:stop + {offset}]" if offset else "[start:stop]"  # noqa: E731
+        texts: dict[Node, str] = {}
+        for s in self.fwd.leaves_of(Op.STATE):
+            texts[s] = f"{self.seqs[layout.of_state[s]]}{steps(0)}"
+        for leaf in self.fwd.leaves_of(Op.INPUT):
+            texts[leaf] = f'xs["{leaf.arg}"]{steps(0)}'
+        for node, loc in layout.location.items():
+            texts[node] = self.sliced(fwd_em, f"{self.seqs[loc.seq]}{steps(loc.offset)}", loc.path)
+        for node, name in self.arrays.items():
+            if node in set(self.plan.pre):
+                texts[node] = f"{name}{steps(0)}"
+        bound = [n for n in in_order(used, self.fwd) if n in texts]
+        for node in bound:
+            em.bind(node, texts[node])
+        return bound
+
+    def chunk_base(self, em: Emitter, node: Node) -> str:
+        """What a chunk value is called: an activation's derivative after the activation
+        (`g_deriv` for 1 - g**2), a product of such factors after them (`i_g_deriv` for
+        i * (1 - g**2)), anything else after its equation and role."""
+        forward = self.plan.fwd_nodes
+        if node.op is Op.NONLIN and node not in forward and node.src[0] in forward:
+            return f"{em.base_name(node.src[0])}_deriv"
+        if node.op is Op.GATE and node not in forward:
+            parts = sorted((self.chunk_base(em, s) for s in node.src), key=lambda p: p.endswith("_deriv"))
+            if len("_".join(parts)) <= 24:
+                return "_".join(parts)
+        return em.base_name(node)
+
+    def chunk_views(self, em: Emitter) -> list[tuple[str, str]]:
+        """Each chunk value's step, for the loop (`g_deriv = g_deriv_steps[t - start]`)."""
+        for node, local in self.chunk_locals.items():
+            em.bind(node, local)
+        return [(self.chunk_locals[n], array) for n, array in self.chunk_arrays.items()]
+
+    def per_step(self, em: Emitter) -> str:
+        """The number of elements the chunk's arrays hold per step, as code."""
+        size = sum((sympy.prod(self.bwd.shapes[n]) for n in self.plan.chunk_out), sympy.Integer(0))
+        text = em.dim(size)
+        return f"B * {text}" if text.replace("*", "").replace("_", "").isalnum() else f"B * ({text})"
+
+    def step_views(self, em: Emitter, region: list[Node], indent: str = I2) -> list[str]:
         """Name, once per step, the forward values the loop reads at step t: states, stored
         values (slices of their sequence's slot) and all-steps arrays."""
         used = {s for n in region for s in n.src}
@@ -789,7 +913,7 @@ class BackwardWriter:
                 base = em.base_name(node) if whole else self.mw.seq_base(seq, em)
                 local = em.namer.name(base)
                 index = "t" if offset == 0 else f"t + {offset}"
-                lines.append(f"{I2}{local} = {self.seqs[seq]}[{index}]")
+                lines.append(f"{indent}{local} = {self.seqs[seq]}[{index}]")
                 slots[seq, offset] = local
                 self.views[local] = self.seqs[seq]
             return slots[seq, offset]
@@ -802,14 +926,14 @@ class BackwardWriter:
             text = slot(loc.seq, loc.offset, node)
             if loc.path:
                 local = em.namer.name(em.base_name(node))
-                lines.append(f"{I2}{local} = {self.sliced(fwd_em, text, loc.path)}")
+                lines.append(f"{indent}{local} = {self.sliced(fwd_em, text, loc.path)}")
                 self.views[local] = self.views[text]
                 text = local
             em.bind(node, text)
         for node, name in self.arrays.items():
             if node in used and node in set(self.plan.pre):
                 local = em.namer.name(em.base_name(node))
-                lines.append(f"{I2}{local} = {name}[t]")
+                lines.append(f"{indent}{local} = {name}[t]")
                 self.views[local] = name
                 em.bind(node, local)
         return lines

@@ -66,6 +66,13 @@ def _transpose(a):
         out[:, i:i + 32] = a[i:i + 32].T
     return out
 ''',
+    "_chunk_steps": '''
+def _chunk_steps(T, per_step, budget=65536):
+    """How many steps the backward computes its values no gradient flows into for at once:
+    all T when the arrays are small (B=1: a few large NumPy calls instead of many tiny ones),
+    fewer as they grow, so a chunk holds about `budget` numbers and stays in cache."""
+    return max(1, min(T, budget // max(per_step, 1)))
+''',
     "_flat": '''
 def _flat(a):
     """[T, B, n] -> [T*B, n], so one GEMM sums over every step and example (rows counted,

@@ -7,7 +7,7 @@ with `rebuild.rewrite` itself.
 from __future__ import annotations
 
 from ..ir import Function
-from .algebra import add_parameters_first, factor_products, interpolate
+from .algebra import add_parameters_first, factor_products, group_free_factors, interpolate
 from .fold import concat_slices, fold_pads
 from .fuse import flatten_sums, fuse_matmuls, fuse_slices
 from .hoist import hoist_sums
@@ -18,7 +18,7 @@ from .split import split_concat
 FORWARD_PASSES = [interpolate, split_concat, flatten_sums, fuse_matmuls, fuse_slices, hoist_sums,
                   add_parameters_first]
 #: The backward step's passes (run on the derivative of the optimised forward step).
-BACKWARD_PASSES = [fold_pads, factor_products, concat_slices]
+BACKWARD_PASSES = [fold_pads, factor_products, group_free_factors, concat_slices]
 
 
 def cse_dce(fn: Function) -> Function:

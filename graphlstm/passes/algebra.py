@@ -1,7 +1,9 @@
 """Algebra that saves elementwise work: a gated interpolation written with one product (the
-forward step), and the distributive law (the backward step)."""
+forward step), the distributive law and grouping the factors no gradient flows into (the
+backward step)."""
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 
 from .. import ops
@@ -134,3 +136,49 @@ def _shared_factor(products: list[tuple]) -> Node | None:
         return None
     factor, count = counts.most_common(1)[0]
     return factor if count >= 2 else None
+
+
+def group_free_factors(fn: Function) -> Function:
+    """A gradient times two factors no gradient flows into multiplies the factors first:
+    their product depends on the forward sweep only, so the backward computes it for a chunk
+    of steps before the loop reaches them (codegen/program.py), and the loop makes one
+    multiplication a step instead of two.
+
+        before:  d_g = (d_c' * i) * (1 - g**2)        (both products in the loop)
+        after:   d_g = d_c' * (i * (1 - g**2))        (i * (1 - g**2): per chunk of steps)
+    Only when the product with the gradient has no other user (else it is made anyway); a
+    cotangent it named (`d_g = d_c' * i`) is then no equation of the backward step any more.
+    """
+    seeds = set(fn.meta.get("seeds", {}).values())
+    table = users(fn)
+    free_old: set[Node] = set()
+    for node in fn.nodes():
+        if node not in seeds and all(s in free_old for s in node.src):
+            free_old.add(node)
+    free: dict[Node, bool] = {leaf: leaf not in seeds for leaf in fn.leaves}   # rebuilt nodes
+
+    def rule(old: Node, node: Node, shapes: dict) -> Node | None:
+        free[node] = old in free_old
+        if node.op is not Op.GATE or len(node.src) != 2:
+            return None
+        for k in (0, 1):
+            inner, outer = node.src[k], node.src[1 - k]
+            if inner.op is not Op.GATE or len(inner.src) != 2 or not free[outer] \
+                    or len(table.get(old.src[k], [])) > 1:
+                continue
+            for m in (0, 1):
+                if free[inner.src[m]] and not free[inner.src[1 - m]]:
+                    factor = ops.gate(inner.src[m], outer)
+                    grouped = ops.gate(inner.src[1 - m], factor)
+                    free.update({factor: True, grouped: False})
+                    absorbed.add(inner)
+                    return grouped
+        return None
+
+    absorbed: set[Node] = set()
+    out = rewrite(fn, rule)
+    if not absorbed:
+        return out
+    # a product the grouping took apart may still name a cotangent (`d_g`): no longer computed
+    named = tuple((name, n) for name, n in out.equations if n not in absorbed)
+    return rewrite(dataclasses.replace(out, equations=named), lambda old, node, shapes: None)

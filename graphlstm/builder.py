@@ -333,7 +333,11 @@ class CellBuilder:
             for d0, d in zip(vals[0].shape[1:], v.shape[1:]):
                 self.unifier.equate(d0, d, "a concat")
         total = sympy.expand(sum((v.shape[0] for v in vals), sympy.Integer(0)))
-        return self._wrap(ops.concat([v.node for v in vals]), (total,) + vals[0].shape[1:])
+        node = ops.concat([v.node for v in vals])
+        for part in node.src:          # a parameter beside batched parts: broadcast over B
+            if part.op is Op.BCAST:
+                self._shapes.setdefault(part, self._shapes[part.src[0]])
+        return self._wrap(node, (total,) + vals[0].shape[1:])
 
     # -- the operators (called from Value) -----------------------------------------------
     def _matmul(self, left, right) -> Value:

@@ -117,8 +117,14 @@ def _mutate(draw, text: str, kind: str) -> str:
     return "\n".join(lines)
 
 
+PARAMETER_IN_A_CONCAT = (   # found by the long run: a KeyError for the broadcast of b
+    "cell mgu\ninput x[n_in]\nstate h[n]\nf = sigmoid(W_f @ [b, x] + h_f)\n"
+    "h_tilde = tanh(W_h @ [f * h, x] + b_h)\nh' = (1 -b) * h + f * h_tilde\noutput h'\n")
+
+
 @_examples(default=60, long=3_000)
 @given(mutated_zoo())
+@example(PARAMETER_IN_A_CONCAT)
 def test_mutated_zoo_files_give_spec_errors_or_working_cells(text):
     cell = _parse_quickly(text)
     if cell is not None:

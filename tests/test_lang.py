@@ -35,6 +35,16 @@ def test_spec_example_and_api():
     assert params["W_g"].dtype == np.float32 and params["W_g"].shape == (5, 8)
 
 
+def test_a_parameter_vector_in_a_concatenation():
+    """`W @ [x, p, h]` with a parameter vector p: p is the same for every example (broadcast
+    over the batch), its shape is inferred, and the cell compiles and differentiates."""
+    cell = gl.parse("cell c\ninput x[n_in]\nstate h[n]\nparam p[k]\n"
+                    "h' = tanh(W @ [x, p, h])\noutput h'\n")
+    assert tuple(map(str, cell.shape("W"))) == ("n", "k + n + n_in")
+    for optimize in (False, True):
+        assert gl.testing.check_grads(cell, optimize=optimize).ok
+
+
 def test_python_builder_makes_the_same_graph():
     b = gl.CellBuilder("lstm")
     x = b.input("x", "n_in")

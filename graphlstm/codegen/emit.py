@@ -416,11 +416,12 @@ class Emitter:
             return free.pop()
         last = shape.strip("(,)").split(",")[-1].replace("*", "").replace(" ", "")
         count = self._tmp_count[shape] = self._tmp_count.get(shape, 0) + 1
-        name = self.namer.name(f"tmp_{last}" + (f"_{count}" if count > 1 else ""))
+        base = f"tmp_{last}" + (f"_{count}" if count > 1 else "")
+        name = self.namer.name(base + ("_steps" if self.window else ""))
         self.scratch.append((name, shape))
         if not self.window:
             return name
-        view = self.namer.name(f"{name}_chunk")       # its rows for this chunk, named once
+        view = self.namer.name(f"{base}_chunk")       # its rows for this chunk, named once
         self.windows.append((view, name + self.window))
         return view
 

@@ -877,7 +877,8 @@ class BackwardWriter:
     def chunk_base(self, em: Emitter, node: Node) -> str:
         """What a chunk value is called: an activation's derivative after the activation
         (`g_deriv` for 1 - g**2), a product of such factors after them (`i_g_deriv` for
-        i * (1 - g**2)), anything else after its equation and role."""
+        i * (1 - g**2)), a difference after its terms (`h_tilde_minus_h`), anything else
+        after its equation and role."""
         forward = self.plan.fwd_nodes
         if node.op is Op.NONLIN and node not in forward and node.src[0] in forward:
             return f"{em.base_name(node.src[0])}_deriv"
@@ -885,6 +886,12 @@ class BackwardWriter:
             parts = sorted((self.chunk_base(em, s) for s in node.src), key=lambda p: p.endswith("_deriv"))
             if len("_".join(parts)) <= 24:
                 return "_".join(parts)
+        if node.op is Op.SUM and len(node.src) == 2 and ops.is_map(node.src[1], -U):
+            a, b = node.src[0], node.src[1].src[0]          # h_tilde - h: h_tilde_minus_h
+            if a.op is not Op.NONLIN or a.arg.name:          # not an affine map (a constant)
+                name = f"{self.chunk_base(em, a)}_minus_{self.chunk_base(em, b)}"
+                if len(name) <= 24:
+                    return name
         return em.base_name(node)
 
     def chunk_views(self, em: Emitter) -> list[tuple[str, str]]:

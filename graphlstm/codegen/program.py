@@ -772,24 +772,11 @@ class BackwardWriter:
         return lines
 
     def loop(self, em: Emitter) -> list[str]:
+        """The reversed time loop (in chunks of steps when some values need no gradient),
+        with the arrays it writes made before it."""
         mw, plan, fwd = self.mw, self.plan, self.fwd
         states = fwd.leaves_of(Op.STATE)
-        self.carried = {s: em.name(self.seeds[s.arg + "'"]) for s in states}
-        lines = [f'{I1}{self.carried[s]} = dstate_T["{s.arg}"]' for s in states]
-        lines += self.grad_targets(em)
-        lines += self.kept_for_after(em)
-        dys = {o: em.namer.name(f"dys_{o}") for o in self.cell.outputs}
-        lines += [f'{I1}{dys[o]} = dys["{o}"]' for o in self.cell.outputs]
-        for o in self.cell.outputs:
-            em.bind(self.seeds[o], f"{dys[o]}[t]")
-        for s in states:
-            em.bind(self.seeds[s.arg + "'"], self.carried[s])
-        names = {}
-        loop_set = set(plan.loop_b)
-        for leaf in fwd.leaves:
-            node = self.results[grad_name(leaf.arg)]
-            if node in loop_set and node not in names:
-                names[node] = em.namer.name(grad_name(leaf.arg))
+        lines, names = self.loop_setup(em)
         region, chunked = plan.loop_region, bool(plan.chunk)
         ind = I3 if chunked else I2
         head = self.chunk_head(em) if chunked else []
@@ -821,6 +808,28 @@ class BackwardWriter:
             return lines + self.chunk_loops(head, body)
         lines += [f"{I1}# Backward through time", f"{I1}for t in range(T - 1, -1, -1):"]
         return lines + (body if body else [f"{I2}pass"])
+
+    def loop_setup(self, em: Emitter) -> tuple[list[str], dict[Node, str]]:
+        """The carried cotangents (from dstate_T), the gradients' arrays, the kept values'
+        arrays, the per-step seeds `dys_h[t]`; and the names of the gradients the loop makes."""
+        states = self.fwd.leaves_of(Op.STATE)
+        self.carried = {s: em.name(self.seeds[s.arg + "'"]) for s in states}
+        lines = [f'{I1}{self.carried[s]} = dstate_T["{s.arg}"]' for s in states]
+        lines += self.grad_targets(em)
+        lines += self.kept_for_after(em)
+        dys = {o: em.namer.name(f"dys_{o}") for o in self.cell.outputs}
+        lines += [f'{I1}{dys[o]} = dys["{o}"]' for o in self.cell.outputs]
+        for o in self.cell.outputs:
+            em.bind(self.seeds[o], f"{dys[o]}[t]")
+        for s in states:
+            em.bind(self.seeds[s.arg + "'"], self.carried[s])
+        names: dict[Node, str] = {}
+        loop_set = set(self.plan.loop_b)
+        for leaf in self.fwd.leaves:
+            node = self.results[grad_name(leaf.arg)]
+            if node in loop_set and node not in names:
+                names[node] = em.namer.name(grad_name(leaf.arg))
+        return lines, names
 
     def chunk_loops(self, head: list[str], body: list[str]) -> list[str]:
         """The chunks' arrays, and the loop over chunks (last first) around the time loop."""

@@ -139,8 +139,9 @@ class Plan:
         only (`1 - g**2`, `f * (1 - f)`, `h_tilde - h`): optimised code computes them for a
         chunk of steps at once before those steps, and the loop reads them per step. At
         B=1 that is fewer, larger NumPy calls (an MGU's backward step makes 13 calls, not
-        18: ~9% faster forward + backward); chunks keep the arrays small (`_chunk_steps`). Slices and negations the loop reads stay in it as
-        well: there they are free (a view, a `subtract`)."""
+        18: ~9% faster forward + backward); chunks keep the arrays small (`_chunk_steps`).
+        Slices and negations the loop reads stay in it as well: there they are free (a
+        view, a `subtract`)."""
         region = self.recompute + self.loop_b
         self.chunk: list[Node] = []
         self.chunk_out: list[Node] = []
@@ -867,7 +868,8 @@ class BackwardWriter:
         """Bind the forward values a chunk reads to their arrays over its steps (step t's
         state is slot t of its sequence, its update slot t + 1); returns them."""
         layout, fwd_em = self.mw.layout, self.mw.emitter(self.fwd)
-        steps = lambda offset: f"[start + {offset}:stop + {offset}]" if offset else "[start:stop]"  # noqa: E731
+        def steps(offset: int) -> str:
+            return f"[start + {offset}:stop + {offset}]" if offset else "[start:stop]"
         texts: dict[Node, str] = {}
         for s in self.fwd.leaves_of(Op.STATE):
             texts[s] = f"{self.seqs[layout.of_state[s]]}{steps(0)}"
@@ -892,7 +894,8 @@ class BackwardWriter:
         if node.op is Op.NONLIN and node not in forward and node.src[0] in forward:
             return f"{em.base_name(node.src[0])}_deriv"
         if node.op is Op.GATE and node not in forward:
-            parts = sorted((self.chunk_base(em, s) for s in node.src), key=lambda p: p.endswith("_deriv"))
+            parts = sorted((self.chunk_base(em, s) for s in node.src),
+                           key=lambda part: part.endswith("_deriv"))     # i_g_deriv
             if len("_".join(parts)) <= 24:
                 return "_".join(parts)
         if node.op is Op.SUM and len(node.src) == 2 and ops.is_map(node.src[1], -U):
@@ -913,7 +916,8 @@ class BackwardWriter:
         """The number of elements the chunk's arrays hold per step, as code."""
         size = sum((sympy.prod(self.bwd.shapes[n]) for n in self.plan.chunk_out), sympy.Integer(0))
         text = em.dim(size)
-        return f"B * {text}" if text.replace("*", "").replace("_", "").isalnum() else f"B * ({text})"
+        product = text.replace("*", "").replace("_", "").isalnum()       # 5*n, not n + n_in
+        return f"B * {text}" if product else f"B * ({text})"
 
     def step_views(self, em: Emitter, region: list[Node], indent: str = I2) -> list[str]:
         """Name, once per step, the forward values the loop reads at step t: states, stored

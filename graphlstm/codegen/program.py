@@ -19,8 +19,10 @@ the activations and batches all it can over time.
 from __future__ import annotations
 
 import io
+import re
 import textwrap
 import tokenize
+from collections import Counter
 from typing import Iterable
 
 import sympy
@@ -631,6 +633,10 @@ class ModuleWriter:
         return lines
 
 
+def _tokens(code: str) -> list[tokenize.TokenInfo]:
+    return list(tokenize.generate_tokens(io.StringIO(code + "\n").readline))
+
+
 def imports(code: str) -> list[str]:
     """`import numpy as np`, and the NumPy functions the code calls by name (the ones that
     write into a given array: a loop calls them dozens of times a step, see lower.py)."""
@@ -782,7 +788,8 @@ class BackwardWriter:
         ind = I3 if chunked else I2
         head = self.chunk_head(em) if chunked else []
         body = mw.loop_inputs(em, fwd, region, ind)
-        body += self.step_views(em, region, ind)
+        views = self.step_views(em, region, ind)
+        body += views
         if chunked:
             body += [f"{ind}{local} = {array}[t - start]" for local, array in self.chunk_views(em)]
         dests = {n: slot for n, slot in self.slot.items() if n in set(region)}
@@ -798,8 +805,10 @@ class BackwardWriter:
                  if n not in dests and n not in self.mw.layout.containers]
         if states:
             body += em.carry([self.carried[s] for s in states], carried, ind)
+        body = self.without_unread(views, body)
         state_seeds = {self.seeds[s.arg + "'"] for s in states}
         em.forget(set(region) | set(plan.chunk) | state_seeds | set(fwd.leaves_of(Op.INPUT)))
+        self.columns = em.columns
         em.narrow()
         if chunked:
             em.helpers.add("_chunk_steps")
@@ -831,6 +840,20 @@ class BackwardWriter:
             if node in loop_set and node not in names:
                 names[node] = em.namer.name(grad_name(leaf.arg))
         return lines, names
+
+    def without_unread(self, views: list[str], body: list[str]) -> list[str]:
+        """The body without the step views nothing reads (a slot `f_i_o_g = f_i_o_g_seq[t]`
+        whose slices all became column views, `f_i_o_act = f_i_o_act_seq[t]`)."""
+        target = lambda line: line.split("=")[0].strip()  # noqa: E731
+        while True:
+            read = Counter(tok.string for line in body for tok in _tokens(line.strip())
+                           if tok.type == tokenize.NAME)
+            unread = {line for line in views if line in body and read[target(line)] == 1}
+            if not unread:
+                return body
+            for line in unread:
+                self.views.pop(target(line), None)
+            body = [line for line in body if line not in unread]
 
     def chunk_loops(self, head: list[str], body: list[str]) -> list[str]:
         """The chunks' arrays, and the loop over chunks (last first) around the time loop."""
@@ -934,6 +957,7 @@ class BackwardWriter:
                 local = em.namer.name(base)
                 index = "t" if offset == 0 else f"t + {offset}"
                 lines.append(f"{indent}{local} = {self.seqs[seq]}[{index}]")
+                em.note_row(local, f"{self.seqs[seq]}[{index}]")
                 slots[seq, offset] = local
                 self.views[local] = self.seqs[seq]
             return slots[seq, offset]
@@ -946,7 +970,10 @@ class BackwardWriter:
             text = slot(loc.seq, loc.offset, node)
             if loc.path:
                 local = em.namer.name(em.base_name(node))
-                lines.append(f"{indent}{local} = {self.sliced(fwd_em, text, loc.path)}")
+                columns = self.sliced(fwd_em, "", loc.path)      # `[..., :3*n]`
+                row = em.column_row(text, columns, em.base_name(node)) or f"{text}{columns}"
+                lines.append(f"{indent}{local} = {row}")
+                em.note_row(local, row)
                 self.views[local] = self.views[text]
                 text = local
             em.bind(node, text)
@@ -976,10 +1003,23 @@ class BackwardWriter:
         arrays = [*self.seqs.values(), *self.arrays.values()]
         dead = [a for a in arrays if a not in read]
         dead += [v for v, a in self.views.items() if a in dead and v not in read]
+        dead += [v for v, a in self.column_roots().items() if a in dead and v not in read]
         if not dead:
             return []
         return [f"{I1}# read by the loop only: released, so that the arrays below reuse the memory",
                 f"{I1}{' = '.join(dead)} = None"]
+
+    def column_roots(self) -> dict[str, str]:
+        """Each column view the loop reads (`f_seq = f_i_o_g_seq[..., :n]`) -> the array it
+        views, through views of views."""
+        code_of = {name: code for code, name in self.columns.items()}
+        roots = {}
+        for name, code in code_of.items():
+            root = re.match(r"\w+", code).group(0)
+            while root in code_of:
+                root = re.match(r"\w+", code_of[root]).group(0)
+            roots[name] = root
+        return roots
 
     @staticmethod
     def sliced(fwd_em: Emitter, text: str, path) -> str:

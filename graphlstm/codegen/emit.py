@@ -563,10 +563,13 @@ class Emitter:
         """A slice the lines write and read more than once (`multiply(d[..., :n], s,
         d[..., :n])`) is named once (`d_f = d[..., :n]`): NumPy makes a new view object per
         slicing, ~0.1 us each, which adds up in a loop of small arrays."""
-        if sum(line.count(target) for line in lines) < 2:
+        if target.isidentifier():                  # a view made before the loop already
+            return lines
+        whole = re.compile(rf"(?<![\w.]){re.escape(target)}")    # not the end of another name
+        if sum(len(whole.findall(line)) for line in lines) < 2:
             return lines
         view = self.name(part)
-        return [f"{indent}{view} = {target}"] + [line.replace(target, view) for line in lines]
+        return [f"{indent}{view} = {target}"] + [whole.sub(view, line) for line in lines]
 
     def _part_offset(self, node: Node, k: int):
         return sympy.expand(sum((self.shape(p)[node.arg] for p in node.src[:k]), sympy.Integer(0)))

@@ -347,9 +347,22 @@ KINK_AND_TINY_GRADIENT = (   # found by the long run: s0's gradient is 1e-8 of t
     "s1' = tanh(sigmoid(W15 @ [e4, e1, x0]))\noutput s0'\noutput y = (x0) * p16\n")
 
 
+NAMES_THAT_END_OTHERS = (   # found by the long run: a view's name replaced inside longer names
+    "input x0[n]\nstate s0[k]\nparam W2[k, n + n]\nparam W3[m, k + k + n]\nparam W4[n, k + m]\n"
+    "param W7[m, k + n + k]\nparam W8[m, k]\nparam W9[n, n + m + k]\nparam W10[k, k]\n"
+    "param W11[m, k]\nparam W12[m, k]\nparam W13[m, m + m]\nparam W14[k, k + k + m]\n"
+    "param W15[n, k + k + n]\nparam W18[m, n]\nparam W19[n, k + n + n]\nparam W20[n, n + m + n]\n"
+    "param W21[m, n]\nparam W23[n, k + n]\ne1 = (1 - W4 @ [W2 @ [x0, x0], W3 @ [s0, s0, x0]])\n"
+    "e5 = e1\ne6 = (W15 @ [W14 @ [W10 @ [s0], s0, W13 @ [W11 @ [s0], W12 @ [s0]]], s0, x0]) * "
+    "(W9 @ [softplus(x0), ((W8 @ [s0]) + (W7 @ [s0, e1, s0])) / 4, s0])\n"
+    "e16 = W21 @ [W20 @ [(e6) - b17, W18 @ e6, W19 @ [s0, x0, e6]]]\ns0' = s0\noutput s0'\n"
+    "output y = (((W23 @ [s0', e1]) - ((e5) * p22)) - (e6)) * ((e5) - (identity(x0)))\n")
+
+
 @_examples(default=25, long=8_000)
 @given(wellformed_cells())
 @example(KINK_AND_TINY_GRADIENT)
+@example(NAMES_THAT_END_OTHERS)
 def test_random_wellformed_cells_match_the_interpreter_and_central_differences(text):
     cell = gl.parse(text, name="fuzz")
     if not _run_and_compare(cell):

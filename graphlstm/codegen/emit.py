@@ -68,6 +68,7 @@ class Emitter:
     windows: list[tuple[str, str]] = field(default_factory=list)   # (view, code) of those rows
     columns: dict[str, str] = field(default_factory=dict)   # code of a sequence's columns -> name
     _rows: dict[str, tuple[str, str]] = field(default_factory=dict)  # slot name -> (array, index)
+    _written: bool = False          # scratch_lines has written the arrays made before the loop
 
     def __post_init__(self) -> None:
         self.printer.constant = self.constant
@@ -161,7 +162,8 @@ class Emitter:
         return code
 
     def _in_loop(self) -> bool:
-        return self.buffered and self._lead == 1
+        """In the body of a time loop of optimised code (whose arrays are not yet written)."""
+        return self.buffered and self._lead == 1 and not self._written
 
     def column_row(self, base: str, index: str, name: str) -> str | None:
         """`base[..., :n]` for a slot `base = seq[t]` of the time loop (optimised code) as
@@ -481,8 +483,9 @@ class Emitter:
         return dest in self._whole_slots or any(name == dest for name, _ in self.scratch)
 
     def scratch_lines(self, indent: str) -> list[str]:
-        """The arrays the loop writes into (or reads as zeros), and C-ordered transposed
-        copies of the matrices it multiplies by, made before it."""
+        """The arrays the loop writes into (or reads as zeros), C-ordered transposed copies
+        of the matrices it multiplies by, and the column views it reads, made before it."""
+        self._written = True                       # later code makes no more of them
         return [f"{indent}{name} = np.{'zeros' if name in self.zeroed else 'empty'}({shape}, dtype)"
                 for name, shape in self.scratch] + \
             [f"{indent}{name} = _transpose({matrix})" for matrix, name in self.transposed.items()] + \

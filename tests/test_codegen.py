@@ -195,14 +195,17 @@ def test_a_tape_serves_one_backward_and_what_forward_returned_survives_it(any_ce
             np.testing.assert_array_equal(group[k], before[k], err_msg=k)
 
 
-def _loop_body(src: str, header: str) -> list[str]:
+def _loop_body(src: str, header: str, inner: bool = False) -> list[str]:
     """The lines of the first time loop after `header` in a generated function (a chunked
-    backward loop: the chunk's lines and the inner loop's, see `Plan._plan_chunks`)."""
+    backward loop: the chunk's lines and the inner loop's, see `Plan._plan_chunks`; with
+    `inner`, the `for t in range(...)` loop's only)."""
     lines = src[src.index(header):].splitlines()
-    start = next(i for i, line in enumerate(lines) if re.match(r"    for (t|stop) in range\(", line))
+    loop = r"\s*for t in range\(" if inner else r"    for (t|stop) in range\("
+    start = next(i for i, line in enumerate(lines) if re.match(loop, line))
+    indent = len(lines[start]) - len(lines[start].lstrip())
     body = []
     for line in lines[start + 1:]:
-        if line.strip() and not line.startswith("        "):
+        if line.strip() and len(line) - len(line.lstrip()) <= indent:
             break
         body.append(line.strip())
     return body
@@ -257,20 +260,6 @@ def test_optimised_loops_make_no_array(name):
         assert _allocating(_loop_body(src, header)) == [], header
 
 
-def _time_loop(src: str, header: str) -> list[str]:
-    """The lines of the `for t in range(...)` loop after `header` (the inner loop of a
-    chunked backward)."""
-    lines = src[src.index(header):].splitlines()
-    start = next(i for i, line in enumerate(lines) if re.match(r"\s*for t in range\(", line))
-    indent = len(lines[start]) - len(lines[start].lstrip())
-    body = []
-    for line in lines[start + 1:]:
-        if line.strip() and len(line) - len(line.lstrip()) <= indent:
-            break
-        body.append(line.strip())
-    return body
-
-
 @pytest.mark.parametrize("name", gl.zoo.names())
 def test_time_loops_slice_no_columns(name):
     """A step's columns of a sequence (`f = f_i_o_act[..., :n]`) or of a scratch array are
@@ -278,7 +267,8 @@ def test_time_loops_slice_no_columns(name):
     ~180 ns a step, a row ~70 ns."""
     src = gl.compile(gl.zoo.get(name)).source
     for header in ("def forward(", "def backward("):
-        assert [line for line in _time_loop(src, header) if "[..." in line] == [], header
+        body = _loop_body(src, header, inner=True)
+        assert [line for line in body if "[..." in line] == [], header
 
 
 def test_formulas_are_lowered_to_out_calls_in_the_loop():

@@ -66,14 +66,6 @@ def gradient_products(fn: Function) -> list:
         for inner, other in (node.src, node.src[::-1]))]
 
 
-@pytest.mark.parametrize("name", ALL_CELLS)
-def test_group_free_factors_keeps_the_values(name):
-    bwd, sizes = backward_of(name)
-    grouped = group_free_factors(bwd)
-    assert_same_values(bwd, grouped, sizes)
-    assert gradient_products(grouped) == []
-
-
 def test_free_factors_are_multiplied_once_per_chunk():
     """The LSTM's `d_g = d_c' * i * (1 - g**2)` and `d_c' += d_h' * o * (1 - tanh(c')**2)`
     multiply the gradient once a step: the factors' products come from the chunk."""
@@ -85,12 +77,17 @@ def test_free_factors_are_multiplied_once_per_chunk():
     assert "square(" not in loop and "subtract(one" not in loop
 
 
+@pytest.mark.parametrize("rewrite, leftovers", [(factor_products, shared_factors),
+                                                 (group_free_factors, gradient_products)],
+                         ids=["factor_products", "group_free_factors"])
 @pytest.mark.parametrize("name", ALL_CELLS)
-def test_factor_products_keeps_the_values(name):
+def test_backward_algebra_keeps_the_values(name, rewrite, leftovers):
+    """Each algebra pass of the backward step keeps its values and leaves nothing it would
+    rewrite again."""
     bwd, sizes = backward_of(name)
-    factored = factor_products(bwd)
-    assert_same_values(bwd, factored, sizes)
-    assert shared_factors(factored) == []
+    rewritten = rewrite(bwd)
+    assert_same_values(bwd, rewritten, sizes)
+    assert leftovers(rewritten) == []
 
 
 def test_products_sharing_a_factor_share_one_multiplication():

@@ -271,6 +271,16 @@ def test_time_loops_slice_no_columns(name):
         assert [line for line in body if "[..." in line] == [], header
 
 
+@pytest.mark.parametrize("name", ["lstm_peephole_diag", "convlstm"])
+def test_column_views_are_named_after_the_equations_that_read_them(name):
+    """The peephole gates' columns first hold `p_f * c`, then `f`: the view is `f_seq`, so
+    the loop reads `f = f_seq[t]` (not `f = f_gated_seq[t]`)."""
+    src = gl.compile(gl.zoo.get(name)).source
+    body = _loop_body(src, "def forward(")
+    assert any(line.strip() == "f = f_seq[t]" for line in body), body
+    assert "gated_seq" not in "\n".join(body)
+
+
 def test_formulas_are_lowered_to_out_calls_in_the_loop():
     """A formula a user writes (softsign's derivative, a Gaussian) becomes ufunc calls into
     arrays made before the loop, and the code still matches the plain code."""

@@ -89,3 +89,14 @@ def test_no_temporaries_in_the_calls():
                 assert match and match.group(1) in NUMPY_CALLS | {"_sigmoid"}, line
                 keyword = match.group(1) in ("maximum", "minimum")    # NumPy 2.4 wants out=
                 assert (match.group(3) is not None) == keyword, line
+
+
+@pytest.mark.parametrize("expr", [U * (1 - U), U * sigmoid(U), 1 - U**2, U + sympy.tanh(U),
+                                  -U - sympy.exp(U), U / (1 + U**2)], ids=str)
+def test_a_term_beside_u_is_built_in_the_destination(expr):
+    """`u * (1 - u)`: `subtract(one, u, dest); multiply(u, dest, dest)`, no scratch array
+    (a scratch array per derivative is memory a backward chunk holds for every step)."""
+    taken = []
+    lines = formula_into(expr, "u", "dest", "", lambda v: "k", lambda: taken.append("s") or "s",
+                         lambda name: None, set())
+    assert lines and not taken, lines

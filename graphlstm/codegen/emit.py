@@ -68,6 +68,8 @@ class Emitter:
     windows: list[tuple[str, str]] = field(default_factory=list)   # (view, code) of those rows
     columns: dict[str, str] = field(default_factory=dict)   # code of a sequence's columns -> name
     _rows: dict[str, tuple[str, str]] = field(default_factory=dict)  # slot name -> (array, index)
+    _named_columns: set[str] = field(default_factory=set)   # columns named after an equation
+    renames: dict[str, str] = field(default_factory=dict)   # column view -> its final name
     _written: bool = False          # scratch_lines has written the arrays made before the loop
 
     def __post_init__(self) -> None:
@@ -156,7 +158,7 @@ class Emitter:
         code = ops.CODE[node.op](node, args, self)
         base = args[0][0] if args else ""
         if node.op is Op.SLICE and self._in_loop() and code[0].startswith(base):
-            row = self.column_row(base, code[0][len(base):], self.base_name(node))
+            row = self.column_row(base, code[0][len(base):], node)
             if row is not None:
                 return row, ATOM
         return code
@@ -165,27 +167,45 @@ class Emitter:
         """In the body of a time loop of optimised code (whose arrays are not yet written)."""
         return self.buffered and self._lead == 1 and not self._written
 
-    def column_row(self, base: str, index: str, name: str) -> str | None:
+    def column_row(self, base: str, index: str, node: Node) -> str | None:
         """`base[..., :n]` for a slot `base = seq[t]` of the time loop (optimised code) as
         the row of a view of the whole sequence made once before the loop: `f = f_seq[t]`
         with `f_seq = seq[..., :n]`. NumPy makes a view at every slicing; an `[..., :n]` with
         an Ellipsis costs ~180 ns a step, a row ~70 ns, and a step of an LSTM at B=1 slices
-        ten times. None when `base` is no such slot."""
+        ten times. None when `base` is no such slot. `node`: the value read or written
+        there, which the view is named after (see `_name_columns`)."""
         if not index.startswith("[..."):
             return None
         if base in self._fixed_arrays():                   # the loop's own array: one view
-            if f"{base}{index}" not in self.columns:
-                self.columns[f"{base}{index}"] = self.namer.name(name)
-            return self.columns[f"{base}{index}"]
+            return self._name_columns(f"{base}{index}", node, "")
         slot = _SLOT.match(base)
         seq, step = (slot.group(1), "t" + (slot.group(2) or "")) if slot else \
             self._rows.get(base, (None, None))
         if seq is None:
             return None
-        columns = f"{seq}{index}"
+        return f"{self._name_columns(f'{seq}{index}', node, '_seq')}[{step}]"
+
+    def _name_columns(self, columns: str, node: Node, suffix: str) -> str:
+        """The view of these columns, named after the first value there; a value of an
+        equation found there later gives the view its name (`rename`): in a peephole LSTM
+        the columns first hold `p_f * c`, then `f`, and `f = f_seq[t]` reads better than
+        `f = f_gated_seq[t]`. Renamed in the finished text only, so the names the writers
+        compare stay the same."""
+        named = any(root is node for _, root in self.fn.equations)
         if columns not in self.columns:
-            self.columns[columns] = self.namer.name(f"{name}_seq")
-        return f"{self.columns[columns]}[{step}]"
+            self.columns[columns] = self.namer.name(self.base_name(node) + suffix)
+            if named:
+                self._named_columns.add(columns)
+        elif named and columns not in self._named_columns:
+            self.renames[self.columns[columns]] = self.namer.name(self.base_name(node) + suffix)
+            self._named_columns.add(columns)
+        return self.columns[columns]
+
+    def renamed(self, line: str) -> str:
+        """A finished line with the column views' final names (`_name_columns`)."""
+        for old, new in self.renames.items():
+            line = re.sub(rf"(?<![\w.]){re.escape(old)}(?!\w)", new, line)
+        return line
 
     def _fixed_arrays(self) -> set[str]:
         """Arrays made before the loop that stay the same array at every step (the scratch
@@ -549,7 +569,7 @@ class Emitter:
         base, offset = self._views[dest] if composed else (dest, sympy.Integer(0))
         for k, part in enumerate(node.src):
             index = self.part_index(node, k, offset)
-            row = self.column_row(base, index, self.base_name(part)) if self._in_loop() else None
+            row = self.column_row(base, index, part) if self._in_loop() else None
             target = row or f"{base}{index}"
             if node.arg == len(self.shape(node)) - 1:
                 self._views[target] = (base, offset + self._part_offset(node, k))

@@ -123,6 +123,16 @@ class _Lowering:
         self.emit(line(scratch))
         self.give(scratch)
 
+    def beside(self, a: str, e: sympy.Expr, dest: str, line: Callable[[str], str]) -> None:
+        """Emit `line(code of e)` for a call that also reads the atom `a`: a compound `e` is
+        computed into `dest` itself first (`1 - u` for `u * (1 - u)`: `subtract(one, u, d);
+        multiply(u, d, d)`), with no scratch array, unless `a` is `dest`."""
+        if self.atom(e) is None and a != dest:
+            self.into(e, dest)
+            self.emit(line(dest))
+        else:
+            self.using(e, line)
+
     def into(self, e: sympy.Expr, dest: str) -> None:
         """Compute `e` into the array `dest`."""
         text = self.atom(e)
@@ -165,14 +175,15 @@ class _Lowering:
         if a is not None:                                # `1 - u`: one call reads both
             second, neg2 = rest.pop(0)
             if negated and neg2:                         # -a - b = -(a + b)
-                self.using(second, lambda b: call_into("add", dest, a, b))
+                self.beside(a, second, dest, lambda b: call_into("add", dest, a, b))
                 self.emit(call_into("negative", dest, dest))
             elif negated:                                # -a + b = b - a
-                self.using(second, lambda b: call_into("subtract", dest, b, a))
+                self.beside(a, second, dest, lambda b: call_into("subtract", dest, b, a))
             elif a == dest:                              # u is already where the result goes
                 self.using(second, lambda b: update(dest, "-" if neg2 else "+", b))
             else:
-                self.using(second, lambda b: call_into("subtract" if neg2 else "add", dest, a, b))
+                self.beside(a, second, dest,
+                            lambda b: call_into("subtract" if neg2 else "add", dest, a, b))
         else:
             self.into(first, dest)
             if negated and rest and not rest[0][1]:      # `c - x`: x subtracted from c
@@ -198,8 +209,10 @@ class _Lowering:
         a = self.atom(first)
         if a is not None and (num or den):              # `u * v`, `u / v`: one call
             op, sign, second = ("multiply", "*", num.pop(0)) if num else ("divide", "/", den.pop(0))
-            self.using(second, lambda b: update(dest, sign, b) if a == dest
-                       else call_into(op, dest, a, b))
+            if a == dest:
+                self.using(second, lambda b: update(dest, sign, b))
+            else:
+                self.beside(a, second, dest, lambda b: call_into(op, dest, a, b))
         else:
             self.into(first, dest)
         for factors_, sign in ((num, "*"), (den, "/")):

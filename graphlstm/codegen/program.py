@@ -501,7 +501,7 @@ class ModuleWriter:
             lines.append(f"{I1}# copies: the final states also live in the sequences returned "
                          "or taped")
         lines.append(f"{I1}return {{{ys_text}}}, {{{st_text}}}")
-        return "\n".join(with_constants(lines, em)) + "\n"
+        return "\n".join(finished(lines, em)) + "\n"
 
     def before_loop(self, em: Emitter, needed_later: set[Node]) -> list[str]:
         """Values computed before the loop: once per call, then for all steps at once (an
@@ -659,10 +659,11 @@ def step_matrices(region: list[Node]) -> set[Node]:
             and not n.src[0].batched}
 
 
-def with_constants(lines: list[str], em: Emitter) -> list[str]:
-    """A function's lines with the constants its code names defined after `_prepare`."""
+def finished(lines: list[str], em: Emitter) -> list[str]:
+    """A function's lines with the constants its code names defined after `_prepare`, and
+    its column views under their final names (`Emitter.renamed`)."""
     at = next(i for i, line in enumerate(lines) if "= _prepare(" in line) + 1
-    return lines[:at] + em.constant_lines(I1) + lines[at:]
+    return [em.renamed(line) for line in lines[:at] + em.constant_lines(I1) + lines[at:]]
 
 
 def updates_of_leaves(fn: Function) -> set[Node]:
@@ -698,7 +699,7 @@ class BackwardWriter:
         lines += self.loop(em)
         lines += self.after_loop(em)
         lines += self.returned()
-        return "\n".join(with_constants(lines, em)) + "\n"
+        return "\n".join(finished(lines, em)) + "\n"
 
     def returned(self) -> list[str]:
         """The return statement: every gradient, by leaf name."""
@@ -971,7 +972,7 @@ class BackwardWriter:
             if loc.path:
                 local = em.namer.name(em.base_name(node))
                 columns = self.sliced(fwd_em, "", loc.path)      # `[..., :3*n]`
-                row = em.column_row(text, columns, em.base_name(node)) or f"{text}{columns}"
+                row = em.column_row(text, columns, node) or f"{text}{columns}"
                 lines.append(f"{indent}{local} = {row}")
                 em.note_row(local, row)
                 self.views[local] = self.views[text]

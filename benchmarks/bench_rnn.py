@@ -425,11 +425,12 @@ BLAS_PINS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 UNPINNED = "GRAPHLSTM_BENCH_UNPINNED"   # what a re-run without the pins removed (for the header)
 
 
-def unpin_blas(argv: list[str] | None) -> None:
-    """Run this benchmark again in a process without the BLAS pins (`--blas native`, the
-    default): OpenBLAS then picks the kernels for the CPU, as it does on a machine that sets
-    neither. The pins only take effect when NumPy loads, hence a new process. The header says
-    what was removed, and `check_agreement` checks the kernels' results against PyTorch."""
+def unpin_blas(argv: list[str] | None, script: str | None = None) -> None:
+    """Run this benchmark (or `script`) again in a process without the BLAS pins (`--blas
+    native`, the default): OpenBLAS then picks the kernels for the CPU, as it does on a machine
+    that sets neither. The pins only take effect when NumPy loads, hence a new process. The
+    header says what was removed, and `check_agreement` checks the kernels' results against
+    PyTorch."""
     pinned = {k: os.environ[k] for k in BLAS_PINS if k in os.environ}
     if not pinned:
         return
@@ -437,7 +438,8 @@ def unpin_blas(argv: list[str] | None) -> None:
     env[UNPINNED] = " ".join(f"{k}={v}" for k, v in pinned.items())
     sys.stdout.flush()
     args = sys.argv[1:] if argv is None else argv
-    os.execve(sys.executable, [sys.executable, str(Path(__file__).resolve()), *args], env)
+    script = str(Path(script or __file__).resolve())
+    os.execve(sys.executable, [sys.executable, script, *args], env)
 
 
 def blas_kernels() -> str:

@@ -9,7 +9,9 @@ arrays, interleaved round by round, each timed run after an untimed run of itsel
 bench_rnn.py). The table gives medians, the ratio new / old (below 1: this checkout is
 faster) and the largest difference between the two revisions' gradients. The other
 revision is checked out into a temporary git worktree, removed at the end. NumPy only: the
-modules need no graphlstm to run, so both import the same NumPy in this one process.
+modules need no graphlstm to run, so both import the same NumPy in this one process. Like
+bench_rnn.py, it runs itself again without OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE unless given
+`--blas as-set` (see benchmarks/README.md, "BLAS kernels").
 """
 from __future__ import annotations
 
@@ -30,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_rnn import CELLS, CONFIGS, make_problem  # noqa: E402
+from bench_rnn import CELLS, CONFIGS, blas_kernels, make_problem, unpin_blas  # noqa: E402
 
 
 def sources(root: Path, cells: list[str]) -> dict[str, str]:
@@ -79,7 +81,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--configs", default="small")
     ap.add_argument("--dtypes", default="float32,float64")
     ap.add_argument("--rounds", type=int, default=15)
+    ap.add_argument("--blas", choices=("native", "as-set"), default="native",
+                    help="native: run without the OpenBLAS pins; as-set: keep them")
     args = ap.parse_args(argv)
+    if args.blas == "native":
+        unpin_blas(argv, __file__)
     cells = args.cells.split(",")
     with tempfile.TemporaryDirectory() as tmp:
         worktree = Path(tmp) / "old"
@@ -92,6 +98,7 @@ def main(argv: list[str] | None = None) -> None:
                            check=True)
     new_sources = sources(ROOT, cells)
     print(f"{args.revision} (old) against this checkout (new): one forward + backward, ms")
+    print(blas_kernels())
     print(f"  {'cell':<20}{'config':<8}{'dtype':<9}{'old':>10}{'new':>10}{'new/old':>9}"
           f"{'max |diff|':>12}")
     for cell in cells:

@@ -43,7 +43,7 @@ def torch_step_runner(params: dict, xs: np.ndarray, dys: np.ndarray):
     def run():
         h = torch.zeros_like(dy[0])
         c = torch.zeros_like(dy[0])
-        loss = 0
+        hs = []
         for t in range(x.shape[0]):
             xh = torch.cat([x[t], h], 1)
             i = torch.sigmoid(conv(p["W_i"], xh) + p["p_i"] * c + p["b_i"])
@@ -51,8 +51,8 @@ def torch_step_runner(params: dict, xs: np.ndarray, dys: np.ndarray):
             c = f * c + i * torch.tanh(conv(p["W_c"], xh) + p["b_c"])
             o = torch.sigmoid(conv(p["W_o"], xh) + p["p_o"] * c + p["b_o"])
             h = o * torch.tanh(c)
-            loss = loss + (h * dy[t]).sum()
-        loss.backward()
+            hs.append(h)
+        torch.autograd.backward(hs, list(dy))           # dy[t]: the cotangent of step t's h
     return run
 
 

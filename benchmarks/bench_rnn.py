@@ -23,8 +23,9 @@ rotates), after a warm-up round; the table shows the median over the rounds (at 
 
 "Forward + backward" is one vector-Jacobian product of the whole sequence with random `dys`
 and `dstate_T`: graphlstm's and the NumPy LSTM's `backward(params, xs, state0, dys, dstate_T)`
-(which runs its own forward sweep), and for torch `loss = sum(ys * dys) + sum(state_T *
-dstate_T); loss.backward()`, with gradients for the parameters, the inputs and state0 alike.
+(which runs its own forward sweep), and for torch `torch.autograd.backward([ys, *state_T],
+[dys, *dstate_T])` (the same product, the cotangents given as they are), with gradients for
+the parameters, the inputs and state0 alike.
 The GEMM roofline times only the matrix products a fused implementation of the cell must do
 (numpy matmuls into preallocated outputs, same shapes and FLOPs): its time over a
 contender's is the "roofline" column. torch runs on as many threads as numpy's BLAS.

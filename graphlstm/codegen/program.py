@@ -95,15 +95,15 @@ class Plan:
         self.loop = [n for n in nodes if n not in taken]
         self.bwd = optimize_backward(vjp(step)) if optimize else vjp(step)
         self.seeds = self.bwd.meta["seeds"]
+        self.fwd_nodes = set(step.nodes())
         self._split_backward()
         self._plan_memory()
-        self.fwd_nodes = set(step.nodes())
         self._plan_chunks()
 
     def _split_backward(self) -> None:
         """Backward nodes the recurrence needs stay in the loop; the rest (optimised) go
         after it, computed for all steps at once."""
-        fwd_nodes = set(self.fwd.nodes())
+        fwd_nodes = self.fwd_nodes
         results = dict(self.bwd.results)
         grad_state = [results[grad_name(s.arg)] for s in self.fwd.leaves_of(Op.STATE)]
         recurrent = _closure(grad_state, lambda n: n not in fwd_nodes)
@@ -121,7 +121,7 @@ class Plan:
         backward reaches), which to recompute in the backward loop or after it, and which
         before-loop arrays the backward reads (all kept on the tape)."""
         loop_f, available = set(self.loop), set(self.const) | set(self.pre)
-        fwd_nodes = set(self.fwd.nodes())
+        fwd_nodes = self.fwd_nodes
         reads = lambda region: [s for n in region for s in n.src if s in loop_f]  # noqa: E731
         self.stored: set[Node] = set()
         if self.optimize:
@@ -640,7 +640,7 @@ def _tokens(code: str) -> list[tokenize.TokenInfo]:
 def imports(code: str) -> list[str]:
     """`import numpy as np`, and the NumPy functions the code calls by name (the ones that
     write into a given array: a loop calls them dozens of times a step, see lower.py)."""
-    tokens = list(tokenize.generate_tokens(io.StringIO(code).readline))
+    tokens = _tokens(code)
     called = {tok.string for before, tok, after in zip(tokens, tokens[1:], tokens[2:])
               if tok.type == tokenize.NAME and tok.string in NUMPY_CALLS
               and after.string == "(" and before.string != "."}
@@ -998,8 +998,8 @@ class BackwardWriter:
         """Drop the tape's arrays the code after the loop does not read, and the loop's views
         of them: the arrays made after the loop then reuse their memory (fresh memory costs
         page faults) and the backward's peak is lower."""
-        code = textwrap.dedent("\n".join(after) + "\n")
-        read = {tok.string for tok in tokenize.generate_tokens(io.StringIO(code).readline)
+        code = textwrap.dedent("\n".join(after))
+        read = {tok.string for tok in _tokens(code)
                 if tok.type == tokenize.NAME}                   # not in comments or strings
         arrays = [*self.seqs.values(), *self.arrays.values()]
         dead = [a for a in arrays if a not in read]
